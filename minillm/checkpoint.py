@@ -1,0 +1,185 @@
+"""Checkpoint folders in Hugging Face layout: config.json + model.safetensors + tokenizer files.
+
+A folder written here opens unmodified with `transformers.AutoModelForCausalLM`, `mlx_lm.load`
+and `minillm.load`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import mlx.core as mx
+import mlx.nn as nn
+
+from minillm.model import Model, ModelArgs
+from minillm.tokenizer import Tokenizer, load_tokenizer
+
+DTYPES = {"float32": mx.float32, "bfloat16": mx.bfloat16, "float16": mx.float16}
+DTYPE_NAMES = {v: k for k, v in DTYPES.items()}
+
+
+def parse_dtype(name: str) -> mx.Dtype:
+    aliases = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16", "f32": "float32",
+               "f16": "float16"}
+    name = aliases.get(name, name)
+    if name not in DTYPES:
+        raise ValueError(f"unknown dtype {name!r}; use one of {', '.join(DTYPES)}")
+    return DTYPES[name]
+
+
+def model_dtype(model: nn.Module) -> mx.Dtype:
+    return model.model.embed_tokens.weight.dtype
+
+
+def cast_model(model: nn.Module, dtype: mx.Dtype) -> None:
+    """Cast every floating parameter to `dtype` (norms included)."""
+    model.update(nn.utils.tree_map(
+        lambda p: p.astype(dtype) if mx.issubdtype(p.dtype, mx.floating) else p,
+        model.parameters(),
+    ))
+
+
+def hf_config(args: ModelArgs, dtype: mx.Dtype) -> dict[str, Any]:
+    cfg = args.to_dict()
+    cfg.update(architectures=["LlamaForCausalLM"], torch_dtype=DTYPE_NAMES[dtype],
+               attention_dropout=0.0, initializer_range=0.02, pretraining_tp=1, use_cache=True)
+    return cfg
+
+
+def write_json(path: Path, obj: Any) -> None:
+    path.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def save_model(out_dir: str | os.PathLike, model: Model, tokenizer: Tokenizer,
+               extra_files: dict[str, Any] | None = None) -> Path:
+    """Write `out_dir` atomically: files go to a temp folder beside it, then one rename."""
+    out = Path(out_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        args, dtype = model.args, model_dtype(model)
+        write_json(tmp / "config.json", hf_config(args, dtype))
+        weights = dict(nn.utils.tree_flatten(model.parameters()))
+        mx.save_safetensors(str(tmp / "model.safetensors"), weights, metadata={"format": "mlx"})
+        eos = sorted({args.eos_token_id, *tokenizer.eos_ids})
+        write_json(tmp / "generation_config.json", {
+            "bos_token_id": args.bos_token_id, "eos_token_id": eos,
+            "pad_token_id": args.pad_token_id, "do_sample": True, "temperature": 0.7,
+            "top_p": 0.9,
+        })
+        tokenizer.save(tmp)
+        for name, obj in (extra_files or {}).items():
+            write_json(tmp / name, obj)
+        old = None
+        if out.exists():
+            old = out.with_name(f".{out.name}.old-{os.getpid()}")
+            os.replace(out, old)
+        os.replace(tmp, out)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def read_config(path: Path) -> ModelArgs:
+    cfg_path = path / "config.json"
+    if not path.is_dir():
+        raise FileNotFoundError(
+            f"checkpoint folder {path} does not exist; pass a folder written by `minillm init` "
+            "or `minillm train` (it holds config.json and model.safetensors)"
+        )
+    if not cfg_path.is_file():
+        raise FileNotFoundError(
+            f"{cfg_path} is missing; {path} is not a checkpoint folder (expected config.json "
+            "and model.safetensors, as written by `minillm init` or `minillm train`)"
+        )
+    try:
+        cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
+        if not isinstance(cfg, dict):
+            raise ValueError("top level is not a JSON object")
+        return ModelArgs.from_dict(cfg)
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"{cfg_path}: invalid config ({e}); fix the file or re-create the "
+                         "checkpoint with `minillm init`") from None
+
+
+def read_weights(path: Path) -> dict[str, mx.array]:
+    files = sorted(path.glob("model*.safetensors"))
+    if not files:
+        raise FileNotFoundError(
+            f"{path / 'model.safetensors'} is missing; re-save the checkpoint or point "
+            "--checkpoint at a folder that has it"
+        )
+    weights: dict[str, mx.array] = {}
+    for f in files:
+        try:
+            weights.update(mx.load(str(f)))
+        except Exception as e:  # mlx raises RuntimeError/ValueError for bad headers and sizes
+            raise ValueError(f"{f} is truncated or corrupt ({e}); re-save or re-download it") \
+                from None
+    return weights
+
+
+def check_weights(model: Model, weights: dict[str, mx.array], where: Path) -> dict[str, mx.array]:
+    if model.args.tie_word_embeddings:
+        weights.pop("lm_head.weight", None)
+    weights = {k: v for k, v in weights.items() if "rotary_emb" not in k}
+    expected = dict(nn.utils.tree_flatten(model.parameters()))
+    missing = sorted(set(expected) - set(weights))
+    unexpected = sorted(set(weights) - set(expected))
+    if missing or unexpected:
+        raise ValueError(
+            f"{where}: weights do not match config.json (missing: {missing[:3]}, "
+            f"unexpected: {unexpected[:3]}); the weights were saved for another architecture"
+        )
+    for k, v in weights.items():
+        if v.shape != expected[k].shape:
+            raise ValueError(
+                f"{where}: {k} has shape {tuple(v.shape)} but config.json implies "
+                f"{tuple(expected[k].shape)}; config.json and the weights disagree, re-create "
+                "the checkpoint or fix config.json"
+            )
+    return weights
+
+
+def load_model(path: str | os.PathLike, dtype: mx.Dtype | None = None) -> Model:
+    path = Path(path)
+    args = read_config(path)
+    model = Model(args)
+    weights = check_weights(model, read_weights(path), path / "model.safetensors")
+    model.load_weights(list(weights.items()))
+    if dtype is not None:
+        cast_model(model, dtype)
+    mx.eval(model.parameters())
+    return model
+
+
+def check_vocab(model: Model, tokenizer: Tokenizer, where: Path) -> None:
+    if tokenizer.vocab_size > model.args.vocab_size:
+        raise ValueError(
+            f"{where}: tokenizer has {tokenizer.vocab_size} tokens but config.json "
+            f"vocab_size={model.args.vocab_size}; pass the tokenizer the model was trained "
+            "with (--tokenizer_path)"
+        )
+
+
+def load(path: str | os.PathLike, tokenizer_path: str | None = None,
+         dtype: mx.Dtype | None = None) -> tuple[Model, Tokenizer]:
+    """Load `(model, tokenizer)` from a checkpoint folder, like `mlx_lm.load`.
+
+    The tokenizer comes from `tokenizer_path`, else the folder itself, else the built-in one.
+    """
+    path = Path(path)
+    model = load_model(path, dtype)
+    if tokenizer_path is None and (path / "tokenizer.json").is_file():
+        tokenizer_path = str(path)
+    tokenizer = load_tokenizer(tokenizer_path)
+    check_vocab(model, tokenizer, path / "config.json")
+    return model, tokenizer

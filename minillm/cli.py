@@ -1,0 +1,58 @@
+"""`minillm <verb> ...`: one module per verb, each with a `main(argv)`; errors print one line."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from collections.abc import Callable
+
+VERBS = {
+    "init": "write a freshly initialised checkpoint folder",
+    "infer": "generate a reply to one prompt from a checkpoint",
+    "chat": "interactive chat with a checkpoint (history kept)",
+    "tokenizer": "train the byte-level BPE tokenizer / regenerate its corpus",
+}
+
+
+def run(main: Callable[[list[str] | None], object], argv: list[str] | None = None,
+        prog: str = "minillm") -> None:
+    """Run a verb's main; user errors become one line on stderr and exit code 2.
+
+    Set MINILLM_DEBUG=1 to see the full traceback instead.
+    """
+    try:
+        rc = main(argv)
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        sys.exit(130)
+    except (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError,
+            PermissionError) as e:
+        if os.environ.get("MINILLM_DEBUG"):
+            raise
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        sys.exit(2)
+    sys.exit(rc if isinstance(rc, int) else 0)
+
+
+def usage() -> str:
+    lines = ["usage: minillm <verb> [args]  (also: python -m minillm.<verb>)", "", "verbs:"]
+    lines += [f"  {v:<10} {h}" for v, h in VERBS.items()]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(usage())
+        sys.exit(0)
+    verb, rest = argv[0], argv[1:]
+    if verb not in VERBS:
+        print(f"minillm: error: unknown verb {verb!r}\n{usage()}", file=sys.stderr)
+        sys.exit(2)
+    module = importlib.import_module(f"minillm.{verb}")
+    run(module.main, rest, prog=f"minillm {verb}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,251 @@
+"""LLaMA-style decoder in MLX. Attribute names equal Hugging Face Llama weight names."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import mlx.core as mx
+import mlx.nn as nn
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "tiny": dict(
+        hidden_size=256, num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=2,
+        intermediate_size=704,
+    ),
+    "200mb": dict(
+        hidden_size=768, num_hidden_layers=15, num_attention_heads=12, num_key_value_heads=3,
+        head_dim=64, intermediate_size=2048,
+    ),
+}
+
+
+@dataclass
+class ModelArgs:
+    """Model config. Field names are those of Hugging Face `LlamaConfig`."""
+
+    model_type: str = "llama"
+    hidden_size: int = 512
+    num_hidden_layers: int = 8
+    num_attention_heads: int = 8
+    num_key_value_heads: int | None = 2
+    intermediate_size: int | None = None
+    head_dim: int | None = None
+    vocab_size: int = 6400
+    max_position_embeddings: int = 32768
+    rope_theta: float = 1e6
+    rms_norm_eps: float = 1e-5
+    hidden_act: str = "silu"
+    tie_word_embeddings: bool = True
+    attention_bias: bool = False
+    mlp_bias: bool = False
+    bos_token_id: int = 1
+    eos_token_id: int = 2
+    pad_token_id: int = 0
+    rope_scaling: dict | None = None
+    extra: dict = field(default_factory=dict, repr=False)
+
+    def __post_init__(self):
+        if self.num_key_value_heads is None:
+            self.num_key_value_heads = self.num_attention_heads
+        if self.intermediate_size is None:
+            self.intermediate_size = 64 * math.ceil(int(self.hidden_size * 8 / 3) / 64)
+        if self.head_dim is None:
+            if self.hidden_size % self.num_attention_heads:
+                raise ValueError(
+                    f"hidden_size={self.hidden_size} is not divisible by "
+                    f"num_attention_heads={self.num_attention_heads}; set head_dim explicitly"
+                )
+            self.head_dim = self.hidden_size // self.num_attention_heads
+        if self.num_attention_heads % self.num_key_value_heads:
+            raise ValueError(
+                f"num_attention_heads={self.num_attention_heads} must be a multiple of "
+                f"num_key_value_heads={self.num_key_value_heads}"
+            )
+        if self.hidden_act != "silu":
+            raise ValueError(f"hidden_act={self.hidden_act!r} is not supported; use 'silu'")
+        if self.model_type != "llama":
+            raise ValueError(f"model_type={self.model_type!r} is not supported; use 'llama'")
+        if self.attention_bias or self.mlp_bias:
+            raise ValueError("biases are not supported (attention_bias/mlp_bias must be false)")
+        if self.rope_scaling not in (None, {}) and self.rope_scaling.get("rope_type") != "default":
+            raise ValueError(f"rope_scaling={self.rope_scaling} is not supported; remove it")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelArgs:
+        names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides: Any) -> ModelArgs:
+        if name not in PRESETS:
+            raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+        return cls(**{**PRESETS[name], **{k: v for k, v in overrides.items() if v is not None}})
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d.pop("extra")
+        return d
+
+
+class KVCache:
+    """Per-layer key/value cache grown in steps of `step` positions."""
+
+    step = 256
+
+    def __init__(self):
+        self.keys: mx.array | None = None
+        self.values: mx.array | None = None
+        self.offset = 0
+
+    def update_and_fetch(self, keys: mx.array, values: mx.array) -> tuple[mx.array, mx.array]:
+        prev, n = self.offset, keys.shape[2]
+        if self.keys is None or prev + n > self.keys.shape[2]:
+            B, H, _, D = keys.shape
+            grow = ((n + self.step - 1) // self.step) * self.step
+            new_k = mx.zeros((B, H, grow, D), keys.dtype)
+            new_v = mx.zeros((B, H, grow, values.shape[3]), values.dtype)
+            if self.keys is None:
+                self.keys, self.values = new_k, new_v
+            else:
+                self.keys = mx.concatenate([self.keys[..., :prev, :], new_k], axis=2)
+                self.values = mx.concatenate([self.values[..., :prev, :], new_v], axis=2)
+        self.offset += n
+        self.keys[..., prev : self.offset, :] = keys
+        self.values[..., prev : self.offset, :] = values
+        return self.keys[..., : self.offset, :], self.values[..., : self.offset, :]
+
+
+class Attention(nn.Module):
+    def __init__(self, args: ModelArgs):
+        super().__init__()
+        self.n_heads, self.n_kv_heads = args.num_attention_heads, args.num_key_value_heads
+        self.head_dim = hd = args.head_dim
+        self.scale = hd**-0.5
+        dim = args.hidden_size
+        self.q_proj = nn.Linear(dim, self.n_heads * hd, bias=False)
+        self.k_proj = nn.Linear(dim, self.n_kv_heads * hd, bias=False)
+        self.v_proj = nn.Linear(dim, self.n_kv_heads * hd, bias=False)
+        self.o_proj = nn.Linear(self.n_heads * hd, dim, bias=False)
+        self.rope = nn.RoPE(hd, traditional=False, base=args.rope_theta)
+
+    def __call__(self, x: mx.array, mask=None, cache: KVCache | None = None) -> mx.array:
+        B, L, _ = x.shape
+        q = self.q_proj(x).reshape(B, L, self.n_heads, -1).transpose(0, 2, 1, 3)
+        k = self.k_proj(x).reshape(B, L, self.n_kv_heads, -1).transpose(0, 2, 1, 3)
+        v = self.v_proj(x).reshape(B, L, self.n_kv_heads, -1).transpose(0, 2, 1, 3)
+        offset = cache.offset if cache is not None else 0
+        q, k = self.rope(q, offset=offset), self.rope(k, offset=offset)
+        if cache is not None:
+            k, v = cache.update_and_fetch(k, v)
+        out = mx.fast.scaled_dot_product_attention(q, k, v, scale=self.scale, mask=mask)
+        return self.o_proj(out.transpose(0, 2, 1, 3).reshape(B, L, -1))
+
+
+class MLP(nn.Module):
+    def __init__(self, args: ModelArgs):
+        super().__init__()
+        dim, hidden = args.hidden_size, args.intermediate_size
+        self.gate_proj = nn.Linear(dim, hidden, bias=False)
+        self.up_proj = nn.Linear(dim, hidden, bias=False)
+        self.down_proj = nn.Linear(hidden, dim, bias=False)
+
+    def __call__(self, x: mx.array) -> mx.array:
+        return self.down_proj(nn.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+class Block(nn.Module):
+    def __init__(self, args: ModelArgs):
+        super().__init__()
+        self.self_attn = Attention(args)
+        self.mlp = MLP(args)
+        self.input_layernorm = nn.RMSNorm(args.hidden_size, eps=args.rms_norm_eps)
+        self.post_attention_layernorm = nn.RMSNorm(args.hidden_size, eps=args.rms_norm_eps)
+
+    def __call__(self, x: mx.array, mask=None, cache: KVCache | None = None) -> mx.array:
+        h = x + self.self_attn(self.input_layernorm(x), mask, cache)
+        return h + self.mlp(self.post_attention_layernorm(h))
+
+
+class LlamaModel(nn.Module):
+    def __init__(self, args: ModelArgs):
+        super().__init__()
+        self.embed_tokens = nn.Embedding(args.vocab_size, args.hidden_size)
+        self.layers = [Block(args) for _ in range(args.num_hidden_layers)]
+        self.norm = nn.RMSNorm(args.hidden_size, eps=args.rms_norm_eps)
+
+
+def make_mask(length: int, offset: int = 0, pad: mx.array | None = None):
+    """Attention mask for `length` new queries after `offset` cached positions.
+
+    `pad` is an optional bool array [B, offset + length], True where a key is left padding.
+    Returns "causal" (the fused path) when no padding and a single-shot prefill.
+    """
+    if pad is None:
+        if length == 1:
+            return None
+        if offset == 0:
+            return "causal"
+    q = mx.arange(offset, offset + length)[:, None]
+    k = mx.arange(offset + length)[None, :]
+    allowed = k <= q
+    if pad is not None:
+        allowed = allowed[None, None] & ~pad[:, None, None, :]
+    return allowed
+
+
+class Model(nn.Module):
+    """Decoder-only LM: `model(ids) -> logits` with an optional list of KVCache."""
+
+    def __init__(self, args: ModelArgs):
+        super().__init__()
+        self.args = args
+        self.model_type = args.model_type
+        self.model = LlamaModel(args)
+        if not args.tie_word_embeddings:
+            self.lm_head = nn.Linear(args.hidden_size, args.vocab_size, bias=False)
+
+    def hidden(self, ids: mx.array, cache: list[KVCache] | None = None, pad=None) -> mx.array:
+        h = self.model.embed_tokens(ids)
+        offset = cache[0].offset if cache else 0
+        mask = make_mask(ids.shape[1], offset, pad)
+        for i, layer in enumerate(self.model.layers):
+            h = layer(h, mask, cache[i] if cache else None)
+        return self.model.norm(h)
+
+    def logits(self, h: mx.array) -> mx.array:
+        if self.args.tie_word_embeddings:
+            return self.model.embed_tokens.as_linear(h)
+        return self.lm_head(h)
+
+    def __call__(self, ids: mx.array, cache: list[KVCache] | None = None, pad=None) -> mx.array:
+        return self.logits(self.hidden(ids, cache, pad))
+
+    def make_cache(self) -> list[KVCache]:
+        return [KVCache() for _ in self.model.layers]
+
+    @property
+    def layers(self):
+        return self.model.layers
+
+
+def init_weights(model: Model, seed: int, std: float = 0.02) -> None:
+    """GPT-2/LLaMA-style init: N(0, std); residual output projections scaled by 1/sqrt(2L)."""
+    key = mx.random.key(seed)
+    flat = nn.utils.tree_flatten(model.parameters())
+    keys = mx.random.split(key, len(flat))
+    resid_std = std / math.sqrt(2 * model.args.num_hidden_layers)
+    new = []
+    for (name, p), k in zip(flat, keys, strict=True):
+        if name.endswith("norm.weight"):
+            new.append((name, mx.ones(p.shape, p.dtype)))
+            continue
+        s = resid_std if name.endswith(("o_proj.weight", "down_proj.weight")) else std
+        new.append((name, (mx.random.normal(p.shape, key=k) * s).astype(p.dtype)))
+    model.load_weights(new)
+
+
+def num_params(model: nn.Module) -> int:
+    return sum(p.size for _, p in nn.utils.tree_flatten(model.parameters()))

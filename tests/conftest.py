@@ -1,0 +1,37 @@
+"""Shared fixtures: tiny models built in-process; nothing is downloaded."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+TINY = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+            intermediate_size=128)
+
+
+def make_tiny(seed: int = 0, dtype: str = "float32", **over):
+    """A 2-layer d64 model with the built-in tokenizer's vocab, weights from `seed`."""
+    import mlx.core as mx
+
+    from minillm.checkpoint import cast_model, parse_dtype
+    from minillm.model import Model, ModelArgs, init_weights
+    from minillm.tokenizer import load_tokenizer
+
+    tok = load_tokenizer()
+    model = Model(ModelArgs(**{**TINY, "vocab_size": tok.vocab_size, **over}))
+    init_weights(model, seed)
+    cast_model(model, parse_dtype(dtype))
+    mx.eval(model.parameters())
+    return model, tok
+
+
+@pytest.fixture(scope="session")
+def tiny_ckpt(tmp_path_factory):
+    """Path of a tiny fp32 checkpoint folder (session-wide, do not modify)."""
+    from minillm.checkpoint import save_model
+
+    model, tok = make_tiny(seed=0)
+    return str(save_model(tmp_path_factory.mktemp("ckpt") / "tiny", model, tok))
