@@ -192,7 +192,8 @@ def make_mask(length: int, offset: int = 0, pad: mx.array | None = None):
     k = mx.arange(offset + length)[None, :]
     allowed = k <= q
     if pad is not None:
-        allowed = allowed[None, None] & ~pad[:, None, None, :]
+        # A pad query still sees itself, so no row is fully masked (NaN on some backends).
+        allowed = (allowed[None, None] & ~pad[:, None, None, :]) | (k == q)[None, None]
     return allowed
 
 

@@ -1,0 +1,245 @@
+"""Streaming JSONL reading and per-task record validation.
+
+Lines are read as bytes with their byte offsets, so a reader can seek back to any line (the
+data cursor of a resumed run), decoded as strict UTF-8 and parsed as JSON objects. A bad line
+raises `ValueError("file:line: reason; ...")`, or with `skip_bad_lines=True` is counted per
+reason in `JsonlReader.skipped`.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+TASKS = ("pretrain", "sft")
+ROLES = ("system", "user", "assistant", "tool")
+REMOTE_PREFIXES = ("http://", "https://", "minimind:")
+
+Ref = tuple[int, int, int]  # (file index, byte offset, 1-based line number)
+
+
+class BadLine(Exception):
+    """A line that fails validation: `kind` is the counted reason, `detail` says more."""
+
+    def __init__(self, kind: str, detail: str = ""):
+        super().__init__(kind)
+        self.kind, self.detail = kind, detail
+
+    def message(self, where: str) -> str:
+        reason = f"{self.kind}: {self.detail}" if self.detail else self.kind
+        return f"{where}: {reason}; fix the line or pass --skip_bad_lines"
+
+
+def resolve_paths(spec: str | Sequence[str | Path]) -> list[Path]:
+    """Expand a comma list (or a list) of files, directories and globs into JSONL files.
+
+    A directory gives its `*.jsonl` files, sorted; a glob gives its sorted matches. An entry
+    that matches nothing is an error naming it. Remote entries (URLs, `minimind:*`) must be
+    downloaded first by the hub module; here only local paths are accepted.
+    """
+    entries = [s.strip() for s in spec.split(",")] if isinstance(spec, str) else [
+        str(s) for s in spec]
+    entries = [e for e in entries if e]
+    if not entries:
+        raise ValueError("empty --data_path; give JSONL files, directories or globs")
+    out: list[Path] = []
+    for e in entries:
+        if e.startswith(REMOTE_PREFIXES):
+            raise ValueError(f"data path {e!r} is remote; resolve it to local files first "
+                             "(minillm.data.hub) or pass a local path")
+        p = Path(e).expanduser()
+        if p.is_dir():
+            found = sorted(p.glob("*.jsonl"))
+            if not found:
+                raise FileNotFoundError(f"data path {e!r}: directory has no *.jsonl files")
+            out += found
+        elif p.is_file():
+            out.append(p)
+        elif glob.has_magic(e):
+            found = sorted(Path(m) for m in glob.glob(str(p)) if Path(m).is_file())
+            if not found:
+                raise FileNotFoundError(f"data path {e!r}: glob matches no files")
+            out += found
+        else:
+            raise FileNotFoundError(f"data path {e!r} does not exist")
+    return out
+
+
+def _check_ids(ids: Any, vocab_size: int, name: str = "ids") -> np.ndarray:
+    if not isinstance(ids, list) or not ids:
+        raise BadLine("bad ids", f"'{name}' must be a non-empty list of ints")
+    arr = np.asarray(ids)
+    if arr.ndim != 1 or arr.dtype.kind not in "iu":
+        raise BadLine("bad ids", f"'{name}' must be a flat list of ints")
+    lo, hi = int(arr.min()), int(arr.max())
+    if lo < 0 or hi >= vocab_size:
+        raise BadLine("bad ids", f"'{name}' has id {lo if lo < 0 else hi} outside "
+                      f"[0, {vocab_size})")
+    return arr.astype(np.int32)
+
+
+def _check_conversation(conv: Any, need_assistant: bool) -> list[dict]:
+    if not isinstance(conv, list):
+        raise BadLine("bad conversation", "'conversations' must be a list of turns")
+    if not conv:
+        raise BadLine("empty conversation")
+    for i, turn in enumerate(conv):
+        if not isinstance(turn, dict) or "role" not in turn or "content" not in turn:
+            raise BadLine("bad conversation", f"turn {i} needs 'role' and 'content'")
+        if turn["role"] not in ROLES:
+            raise BadLine("bad conversation", f"turn {i} role {turn['role']!r} is not one "
+                          f"of {'/'.join(ROLES)}")
+        if not isinstance(turn["content"], str):
+            raise BadLine("bad conversation", f"turn {i} content is not a string")
+    if need_assistant and not any(t["role"] == "assistant" for t in conv):
+        raise BadLine("bad conversation", "no assistant turn to train on")
+    return conv
+
+
+def validate(obj: Any, task: str, vocab_size: int) -> dict:
+    """Check one parsed line for `task`; return the normalised record or raise `BadLine`.
+
+    pretrain: `ids` (ints in [0, vocab)), else `text` (non-empty str), else `conversations`
+    (rendered with the chat template). sft: `ids` (+ optional 0/1 `mask` of the same length),
+    else `conversations` (role in system/user/assistant/tool, at least one assistant turn).
+    The first field present wins, so pretokenized files with `--keep_fields` use their `ids`.
+    """
+    if not isinstance(obj, dict):
+        raise BadLine("not a JSON object", f"got {type(obj).__name__}")
+    if "ids" in obj:
+        rec = {"ids": _check_ids(obj["ids"], vocab_size)}
+        if task == "sft" and obj.get("mask") is not None:
+            mask = obj["mask"]
+            if not isinstance(mask, list) or len(mask) != len(rec["ids"]):
+                raise BadLine("bad mask", "'mask' must be a list as long as 'ids'")
+            m = np.asarray(mask)
+            if m.dtype.kind not in "iub" or ((m != 0) & (m != 1)).any():
+                raise BadLine("bad mask", "'mask' must hold only 0 and 1")
+            rec["mask"] = m.astype(np.int8)
+        return rec
+    if task == "pretrain" and "text" in obj:
+        if not isinstance(obj["text"], str):
+            raise BadLine("bad text", "'text' must be a string")
+        if not obj["text"]:
+            raise BadLine("empty text")
+        return {"text": obj["text"]}
+    if "conversations" in obj:
+        return {"conversations": _check_conversation(obj["conversations"], task == "sft")}
+    need = "'text', 'conversations' or 'ids'" if task == "pretrain" else \
+        "'conversations' or 'ids'"
+    raise BadLine("missing field", f"{task} needs {need}")
+
+
+def parse_line(raw: bytes, task: str, vocab_size: int) -> dict | None:
+    """Decode, parse and validate one raw line; None for a blank line; raises `BadLine`."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise BadLine("invalid UTF-8", f"byte {raw[e.start]:#04x} at column {e.start + 1}") \
+            from None
+    if not text.strip():
+        return None
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise BadLine("bad JSON", f"{e.msg} at column {e.colno}") from None
+    return validate(obj, task, vocab_size)
+
+
+class JsonlReader:
+    """Sequential, seekable reader of validated records over several JSONL files.
+
+    `next()` returns `(ref, record)` or None at the end of the last file, where
+    `ref = (file_idx, byte_offset, line_no)`; `read_at(ref)` re-reads one line. `position`
+    is the ref of the next line to read; `seek(position)` returns there.
+    """
+
+    def __init__(self, paths: Sequence[str | Path], task: str, vocab_size: int,
+                 skip_bad_lines: bool = False):
+        if task not in TASKS:
+            raise ValueError(f"task {task!r} is not one of {'/'.join(TASKS)}")
+        self.paths = [Path(p) for p in paths]
+        self.task, self.vocab_size, self.skip_bad_lines = task, vocab_size, skip_bad_lines
+        self.skipped: dict[str, int] = {}
+        self.count_skips = True
+        self._f = None
+        self._random_f: dict[int, Any] = {}
+        self.seek((0, 0, 1))
+
+    def seek(self, position: Sequence[int]) -> None:
+        self.close()
+        self.file_idx, self.offset, self.line_no = (int(x) for x in position)
+
+    @property
+    def position(self) -> Ref:
+        return (self.file_idx, self.offset, self.line_no)
+
+    def _parse(self, raw: bytes, ref: Ref) -> dict | None:
+        try:
+            return parse_line(raw, self.task, self.vocab_size)
+        except BadLine as e:
+            if not self.skip_bad_lines:
+                raise ValueError(e.message(f"{self.paths[ref[0]]}:{ref[2]}")) from None
+            if self.count_skips:
+                self.skipped[e.kind] = self.skipped.get(e.kind, 0) + 1
+            return None
+
+    def next(self) -> tuple[Ref, dict] | None:
+        while self.file_idx < len(self.paths):
+            if self._f is None:
+                self._f = open(self.paths[self.file_idx], "rb")  # noqa: SIM115
+                self._f.seek(self.offset)
+            raw = self._f.readline()
+            if not raw:
+                self.close()
+                self.file_idx, self.offset, self.line_no = self.file_idx + 1, 0, 1
+                continue
+            ref = self.position
+            self.offset += len(raw)
+            self.line_no += 1
+            if ref[1] == 0:
+                raw = raw.removeprefix(b"\xef\xbb\xbf")
+            rec = self._parse(raw, ref)
+            if rec is not None:
+                return ref, rec
+        return None
+
+    def read_at(self, ref: Sequence[int]) -> dict:
+        fi, off, line = (int(x) for x in ref)
+        f = self._random_f.get(fi)
+        if f is None:
+            f = self._random_f[fi] = open(self.paths[fi], "rb")  # noqa: SIM115
+        f.seek(off)
+        raw = f.readline()
+        rec = self._parse(raw.removeprefix(b"\xef\xbb\xbf") if off == 0 else raw, (fi, off, line))
+        if rec is None:
+            raise ValueError(f"{self.paths[fi]}:{line}: line changed since it was read; "
+                             "resume needs the same data files")
+        return rec
+
+    def close(self) -> None:
+        if self._f is not None:
+            self._f.close()
+            self._f = None
+
+    def __del__(self):
+        self.close()
+        for f in self._random_f.values():
+            f.close()
+
+    def __iter__(self) -> Iterator[tuple[Ref, dict]]:
+        while (item := self.next()) is not None:
+            yield item
+
+
+def format_skipped(skipped: dict[str, int]) -> str:
+    """One line summarising skipped bad lines, e.g. `skipped 3 bad lines (bad JSON: 2, ...)`."""
+    if not skipped:
+        return "skipped 0 bad lines"
+    parts = ", ".join(f"{k}: {v}" for k, v in sorted(skipped.items()))
+    return f"skipped {sum(skipped.values())} bad lines ({parts})"

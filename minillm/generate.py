@@ -1,0 +1,239 @@
+"""Batched, KV-cached text generation: greedy or sampled (temperature, top-k, top-p)."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import deque
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+import mlx.core as mx
+
+from minillm.model import Model
+
+
+@dataclass
+class Generation:
+    """The result for one prompt. `tokens` excludes the stop token."""
+
+    tokens: list[int]
+    text: str
+    finish_reason: str
+    prompt_tokens: int
+    prompt_time: float
+    gen_time: float
+
+
+@dataclass
+class Token:
+    """One streamed step of sequence `index`; `text` is the newly printable text."""
+
+    index: int
+    token: int
+    text: str
+    finish_reason: str | None = None
+
+
+class StreamingDetokenizer:
+    """Incremental decode that holds back text while a multi-byte character is incomplete."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+        self.segment: list[int] = []
+
+    def add(self, token: int) -> str:
+        self.segment.append(token)
+        text = self.tokenizer.decode(self.segment)
+        if text.endswith("\ufffd"):
+            return ""
+        # Byte-level BPE: once the segment ends on a whole character, later tokens decode
+        # independently, so the segment can restart (keeps each step O(1)).
+        self.segment = []
+        return text
+
+    def flush(self) -> str:
+        text = self.tokenizer.decode(self.segment) if self.segment else ""
+        self.segment = []
+        return text
+
+
+def apply_repetition_penalty(logits: mx.array, context: mx.array, penalty: float) -> mx.array:
+    """HF-style penalty on tokens present in `context` [B, T] (negative ids are ignored):
+    positive logits are divided by `penalty`, negative ones multiplied."""
+    V = logits.shape[-1]
+    ids = mx.where(context < 0, V, context)
+    seen = mx.put_along_axis(mx.zeros((logits.shape[0], V + 1), mx.bool_), ids,
+                             mx.array(True), axis=-1)[:, :V]
+    penalized = mx.where(logits < 0, logits * penalty, logits / penalty)
+    return mx.where(seen, penalized, logits)
+
+
+def top_k_filter(logits: mx.array, k: int) -> mx.array:
+    """Set all but the `k` largest logits of each row to -inf (k <= 0: no-op)."""
+    V = logits.shape[-1]
+    if k <= 0 or k >= V:
+        return logits
+    drop = mx.argpartition(-logits, kth=k - 1, axis=-1)[..., k:]
+    return mx.put_along_axis(logits, drop, mx.array(-mx.inf, logits.dtype), axis=-1)
+
+
+def top_p_filter(logits: mx.array, p: float) -> mx.array:
+    """Keep the smallest set of tokens whose probability mass reaches `p` (at least one)."""
+    if p >= 1.0:
+        return logits
+    probs = mx.softmax(logits, axis=-1)
+    # A threshold on sorted values: cheaper on CPU than argsort + scatter back (ties are kept).
+    desc = mx.sort(probs, axis=-1)[..., ::-1]
+    before = mx.cumsum(desc, axis=-1) - desc
+    n = mx.maximum((before < p).sum(axis=-1, keepdims=True), 1)
+    return mx.where(probs >= mx.take_along_axis(desc, n - 1, axis=-1), logits, -mx.inf)
+
+
+_split = mx.vmap(lambda k: mx.random.split(k))
+
+
+def sample(logits: mx.array, keys: mx.array | None, temperature: float = 0.0, top_k: int = 0,
+           top_p: float = 1.0) -> tuple[mx.array, mx.array | None]:
+    """Next token per row of `logits` [B, V]; `keys` [B, 2] holds one PRNG key per row.
+
+    Returns the tokens and the advanced keys. Temperature 0 is argmax (keys untouched).
+    """
+    if temperature == 0:
+        return mx.argmax(logits, axis=-1), keys
+    logits = top_p_filter(top_k_filter(logits / temperature, top_k), top_p)
+    pair = _split(keys)
+    V = logits.shape[-1]
+    gumbel = mx.vmap(lambda k: mx.random.gumbel((V,), key=k))(pair[:, 1])
+    return mx.argmax(logits + gumbel, axis=-1), pair[:, 0]
+
+
+def check_sampling(temperature: float, top_p: float, top_k: int, repetition_penalty: float,
+                   max_new_tokens: int, min_new_tokens: int) -> None:
+    """Raise ValueError for out-of-range sampling options."""
+    if temperature < 0:
+        raise ValueError(f"temperature={temperature} must be >= 0 (0 = greedy)")
+    if not 0 < top_p <= 1:
+        raise ValueError(f"top_p={top_p} must be in (0, 1]")
+    if top_k < 0:
+        raise ValueError(f"top_k={top_k} must be >= 0 (0 = off)")
+    if repetition_penalty <= 0:
+        raise ValueError(f"repetition_penalty={repetition_penalty} must be > 0 (1 = off)")
+    if max_new_tokens < 1 or min_new_tokens < 0:
+        raise ValueError(f"max_new_tokens={max_new_tokens} must be >= 1 and "
+                         f"min_new_tokens={min_new_tokens} >= 0")
+
+
+def stream_generate(
+    model: Model, tokenizer, prompts: list[list[int]], *, max_new_tokens: int = 256,
+    min_new_tokens: int = 0, temperature: float = 0.0, top_p: float = 1.0, top_k: int = 0,
+    repetition_penalty: float = 1.0, repetition_context_size: int | None = None,
+    seed: int | None = None, stop_ids: Iterable[int] | None = None,
+    max_seq_len: int | None = None,
+) -> Iterator[Token | list[Generation]]:
+    """Generate for all `prompts` at once, yielding a `Token` per running sequence and step,
+    then the `list[Generation]`. Prompts are left-padded; row `i` samples with seed `seed + i`,
+    so its output does not depend on the other rows."""
+    check_sampling(temperature, top_p, top_k, repetition_penalty, max_new_tokens, min_new_tokens)
+    if not prompts:
+        yield []
+        return
+    lengths = [len(p) for p in prompts]
+    if min(lengths) == 0:
+        raise ValueError(f"prompt {lengths.index(0)} is empty; give at least one token")
+    limit = max_seq_len or model.args.max_position_embeddings
+    for i, n in enumerate(lengths):
+        if n >= limit:
+            raise ValueError(f"prompt {i} has {n} tokens but max_seq_len={limit} leaves no room "
+                             "for a reply; shorten the prompt or raise max_seq_len")
+    budgets = [min(max_new_tokens, limit - n) for n in lengths]
+    B, P, steps = len(prompts), max(lengths), max(budgets)
+    V = model.args.vocab_size
+
+    stop = {t for t in (tokenizer.eos_ids if stop_ids is None else stop_ids) if 0 <= t < V}
+    vocab = mx.arange(V)
+    stop_mask = (vocab[:, None] == mx.array(sorted(stop) or [-1])[None]).any(axis=1)
+    banned = vocab >= tokenizer.vocab_size if tokenizer.vocab_size < V else None
+
+    pad_id = tokenizer.pad_id or 0
+    ids = mx.array([[pad_id] * (P - n) + list(p) for p, n in zip(prompts, lengths, strict=True)])
+    pad = None
+    if min(lengths) < P:
+        pad = mx.array([[j < P - n for j in range(P)] for n in lengths])
+        pad = mx.concatenate([pad, mx.zeros((B, steps), mx.bool_)], axis=1)
+    context = mx.where(pad[:, :P], -1, ids) if pad is not None else ids
+    window = repetition_context_size
+    if seed is None:
+        seed = int.from_bytes(os.urandom(4), "little")
+    keys = mx.stack([mx.random.key(seed + i) for i in range(B)]) if temperature > 0 else None
+    cache = model.make_cache()
+
+    def step(x: mx.array, n: int) -> mx.array:
+        nonlocal context, keys
+        offset = cache[0].offset
+        mask = None if pad is None else pad[:, : offset + x.shape[1]]
+        # LM head on the last position only; over the whole prompt it is ~1/3 of the prefill.
+        h = model.hidden(x, cache=cache, pad=mask)[:, -1, :]
+        logits = model.logits(h).astype(mx.float32)
+        if banned is not None:
+            logits = mx.where(banned, -mx.inf, logits)
+        if repetition_penalty != 1.0:
+            ctx = context if window is None else context[:, -window:]
+            logits = apply_repetition_penalty(logits, ctx, repetition_penalty)
+        if n < min_new_tokens:
+            logits = mx.where(stop_mask, -mx.inf, logits)
+        y, keys = sample(logits, keys, temperature, top_k, top_p)
+        if repetition_penalty != 1.0:
+            context = mx.concatenate([context, y[:, None].astype(context.dtype)], axis=1)
+        return y
+
+    detoks = [StreamingDetokenizer(tokenizer) for _ in range(B)]
+    out: list[list[int]] = [[] for _ in range(B)]
+    reasons: list[str | None] = [None] * B
+    tic = time.perf_counter()
+    y = step(ids, 0)
+    mx.async_eval(y)
+    prompt_time = 0.0
+    for n in range(steps):
+        if n + 1 < steps:
+            next_y = step(y[:, None], n + 1)
+            mx.async_eval(next_y)
+        tokens = y.tolist()
+        if n == 0:
+            prompt_time = time.perf_counter() - tic
+            tic = time.perf_counter()
+        for i, t in enumerate(tokens):
+            if reasons[i] is not None:
+                continue
+            if t in stop:
+                reasons[i] = "stop"
+                yield Token(i, t, detoks[i].flush(), "stop")
+                continue
+            out[i].append(t)
+            text = detoks[i].add(t)
+            if len(out[i]) >= budgets[i]:
+                reasons[i] = "length"
+                yield Token(i, t, text + detoks[i].flush(), "length")
+            else:
+                yield Token(i, t, text)
+        if all(r is not None for r in reasons):
+            break
+        y = next_y
+    gen_time = time.perf_counter() - tic
+    yield [Generation(toks, tokenizer.decode(toks), r, n, prompt_time, gen_time)
+           for toks, r, n in zip(out, reasons, lengths, strict=True)]
+
+
+def generate(
+    model: Model, tokenizer, prompts: list[list[int]], *, max_new_tokens: int = 256,
+    min_new_tokens: int = 0, temperature: float = 0.0, top_p: float = 1.0, top_k: int = 0,
+    repetition_penalty: float = 1.0, repetition_context_size: int | None = None,
+    seed: int | None = None, stop_ids: Iterable[int] | None = None,
+    max_seq_len: int | None = None,
+) -> list[Generation]:
+    """Generate a reply for each prompt (token ids); see `stream_generate`."""
+    return deque(stream_generate(
+        model, tokenizer, prompts, max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens,
+        temperature=temperature, top_p=top_p, top_k=top_k, repetition_penalty=repetition_penalty,
+        repetition_context_size=repetition_context_size, seed=seed, stop_ids=stop_ids,
+        max_seq_len=max_seq_len), maxlen=1)[0]

@@ -1,0 +1,110 @@
+"""Optimizers with decoupled decay on >=2-D weights only, a chosen state dtype, and the LR schedule.
+
+MLX's optimizers decay every parameter (norm weights included) and compute in the gradient's
+dtype. The subclasses here keep the base update rule but (1) cast gradient and parameter to the
+state dtype, (2) apply `p *= 1 - lr * wd` only to matrices, (3) cast the result back to the
+parameter's dtype, so bf16 parameters stay bf16 while m/v may be fp32.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import mlx.core as mx
+import mlx.optimizers as optim
+from mlx.utils import tree_map, tree_reduce
+
+from minillm.train.config import TrainConfig
+
+
+def lr_schedule(learning_rate: float, warmup_steps: int, total_steps: int,
+                min_lr_ratio: float = 0.1) -> Callable[[mx.array | int], mx.array]:
+    """Linear warmup then cosine decay; `fn(i)` is the LR of the (i+1)-th update (i from 0).
+
+    Warmup reaches `learning_rate` at update `warmup_steps` (i = warmup_steps - 1); the last
+    update (i = total_steps - 1) uses exactly `min_lr_ratio * learning_rate`.
+    """
+    if total_steps < 1:
+        raise ValueError(f"total_steps={total_steps} must be >= 1")
+    if warmup_steps >= total_steps and warmup_steps > 0:
+        raise ValueError(f"warmup_steps={warmup_steps} >= total steps {total_steps}; set "
+                         f"warmup_steps below {total_steps}")
+    lr, lo = float(learning_rate), float(learning_rate) * min_lr_ratio
+    decay_len = max(1, total_steps - 1 - warmup_steps)
+
+    def fn(i):
+        i = mx.array(i).astype(mx.float32)
+        warm = lr * (i + 1) / max(1, warmup_steps)
+        t = mx.clip((i - warmup_steps) / decay_len, 0.0, 1.0)
+        cos = lo + (lr - lo) * 0.5 * (1.0 + mx.cos(math.pi * t))
+        return mx.where(i < warmup_steps, warm, cos)
+
+    return fn
+
+
+class _Decoupled:
+    """Mixin: state dtype, matrix-only decoupled decay, result in the parameter dtype."""
+
+    state_dtype: mx.Dtype | None = None
+    decay: float = 0.0
+
+    def init_single(self, parameter: mx.array, state: dict):
+        super().init_single(parameter.astype(self.state_dtype or parameter.dtype), state)
+
+    def apply_single(self, gradient: mx.array, parameter: mx.array, state: dict):
+        dtype = parameter.dtype
+        sdt = self.state_dtype or dtype
+        g, p = gradient.astype(sdt), parameter.astype(sdt)
+        if self.decay and parameter.ndim >= 2:
+            p = p * (1 - self.learning_rate.astype(sdt) * self.decay)
+        return super().apply_single(g, p, state).astype(dtype)
+
+
+class AdamW(_Decoupled, optim.Adam):
+    """AdamW with bias correction; decay only on >=2-D parameters."""
+
+
+class Lion(_Decoupled, optim.Lion):
+    """Lion; decay only on >=2-D parameters."""
+
+
+class Adafactor(_Decoupled, optim.Adafactor):
+    """Adafactor driven by the external LR schedule (no relative step / parameter scaling)."""
+
+
+def build_optimizer(cfg: TrainConfig, schedule: Callable | float,
+                    param_dtype: mx.Dtype | None = None) -> optim.Optimizer:
+    """The optimizer named by `cfg.optimizer`, its LR given by `schedule` (callable of step)."""
+    if cfg.optimizer == "adamw":
+        opt = AdamW(learning_rate=schedule, betas=list(cfg.adam_betas), eps=cfg.adam_eps,
+                    bias_correction=True)
+    elif cfg.optimizer == "lion":
+        opt = Lion(learning_rate=schedule, betas=[0.9, 0.99])
+    elif cfg.optimizer == "adafactor":
+        opt = Adafactor(learning_rate=schedule, relative_step=False, scale_parameter=False)
+    else:
+        raise ValueError(f"optimizer={cfg.optimizer!r}; use adamw, adafactor or lion")
+    opt.decay = float(cfg.weight_decay)
+    opt.state_dtype = mx.float32 if cfg.optim_state_dtype == "float32" else param_dtype
+    return opt
+
+
+def global_norm(grads) -> mx.array:
+    return mx.sqrt(tree_reduce(lambda acc, g: acc + g.astype(mx.float32).square().sum(),
+                               grads, mx.array(0.0)))
+
+
+def scale_and_clip(grads, n_tokens: mx.array, max_norm: float):
+    """Divide summed gradients by the step's real-token count, then clip the global norm.
+
+    Returns `(grads, norm)` with the norm measured before clipping. Gradients come back in
+    fp32; the optimizer casts them to its state dtype.
+    """
+    inv = 1.0 / mx.maximum(n_tokens.astype(mx.float32), 1.0)
+    grads = tree_map(lambda g: g.astype(mx.float32) * inv, grads)
+    norm = global_norm(grads)
+    if max_norm > 0:
+        factor = mx.minimum(max_norm / (norm + 1e-6), 1.0)
+        grads = tree_map(lambda g: g * factor, grads)
+    return grads, norm

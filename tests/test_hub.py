@@ -1,0 +1,265 @@
+"""Dataset downloads against a local HTTP server standing in for the Hugging Face Hub."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import huggingface_hub.constants as hf_constants
+import pytest
+
+from minillm.data import hub
+from minillm.data.hub import alias_file, hub_download, resolve_data_spec, url_download
+
+REPO = "jingyaogong/minimind_dataset"
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+MB = 1024 * 1024
+
+
+class FakeHub(ThreadingHTTPServer):
+    """Serves `/datasets/{repo}/resolve/{rev}/{file}` (HEAD + GET, like the Hub) and `/files/{name}`.
+
+    `claims[path]` makes HEAD announce that size while GET streams `len(files[path])` bytes
+    without a Content-Length (a lying server); `xet` adds the Hub's Xet headers to HEAD.
+    """
+
+    daemon_threads = True
+
+    def __init__(self):
+        super().__init__(("127.0.0.1", 0), Handler)
+        self.files: dict[str, bytes] = {}
+        self.claims: dict[str, int] = {}
+        self.xet = False
+        self.log: list[tuple[str, str]] = []
+        self.sent = 0
+        self.url = f"http://127.0.0.1:{self.server_address[1]}"
+
+    def gets(self) -> list[str]:
+        return [p for m, p in self.log if m == "GET"]
+
+
+class Handler(BaseHTTPRequestHandler):
+    server: FakeHub
+
+    def log_message(self, *args):
+        pass
+
+    def do_HEAD(self):
+        self.serve(body=False)
+
+    def do_GET(self):
+        self.serve(body=True)
+
+    def serve(self, body: bool):
+        srv = self.server
+        srv.log.append((self.command, self.path))
+        parts = self.path.split("/")
+        if parts[1] == "datasets" and len(parts) > 6 and parts[4] == "resolve":
+            repo, key = "/".join(parts[2:4]), "/".join(parts[6:])
+            if repo != REPO:
+                return self.fail({"X-Error-Code": "RepoNotFound"})
+            if key not in srv.files:
+                return self.fail({"X-Error-Code": "EntryNotFound", "X-Repo-Commit": COMMIT})
+        elif parts[1] == "files":
+            key = "/".join(parts[2:])
+            if key not in srv.files:
+                return self.fail({})
+        else:
+            return self.fail({})
+        data = srv.files[key]
+        lying = key in srv.claims
+        self.send_response(200)
+        self.send_header("X-Repo-Commit", COMMIT)
+        self.send_header("ETag", f'"{hashlib.sha1(data).hexdigest()}"')
+        if srv.xet and not body:
+            self.send_header("X-Xet-Hash", "ab" * 32)
+            self.send_header("X-Xet-Refresh-Route", f"/api/datasets/{REPO}/xet-read-token/main")
+        if not (lying and body):
+            self.send_header("Content-Length", str(srv.claims.get(key, len(data))))
+        self.end_headers()
+        if not body:
+            return
+        try:
+            for i in range(0, len(data), 1 << 16):
+                self.wfile.write(data[i:i + (1 << 16)])
+                srv.sent += len(data[i:i + (1 << 16)])
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+    def fail(self, headers: dict[str, str]):
+        self.send_response(404)
+        for k, v in headers.items():
+            self.send_header(k, v)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+
+@pytest.fixture
+def server(tmp_path, monkeypatch):
+    monkeypatch.delenv("HF_ENDPOINT", raising=False)
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path / "hf_cache"))
+    monkeypatch.setattr(hf_constants, "HF_TOKEN_PATH", str(tmp_path / "no_token"))
+    srv = FakeHub()
+    thread = threading.Thread(target=srv.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    yield srv
+    srv.shutdown()
+    srv.server_close()
+
+
+def leftovers(data_dir: Path) -> list[Path]:
+    return [p for p in data_dir.rglob("*") if p.is_file() and p.name.endswith((".incomplete", ".part"))]
+
+
+@pytest.mark.parametrize("spec,task,want", [
+    ("minimind", "pretrain", "pretrain_hq.jsonl"),
+    ("minimind:auto", "pretrain", "pretrain_hq.jsonl"),
+    ("minimind:full", "sft", "sft_mini_512.jsonl"),
+    ("minimind:recommended", "sft", "sft_mini_512.jsonl"),
+    ("minimind:auto", "sft", "sft_mini_512.jsonl"),
+    ("minimind:small", "pretrain", "lora_medical.jsonl"),
+    ("minimind:smoke", "sft", "lora_identity.jsonl"),
+    ("minimind:dpo", "sft", "dpo.jsonl"),
+    ("minimind:dpo.jsonl", "pretrain", "dpo.jsonl"),
+    ("minimind:r1_mix_1024", "sft", "r1_mix_1024.jsonl"),
+    ("minimind:sft_512.jsonl", "sft", "sft_512.jsonl"),
+    ("data/minimind.jsonl", "sft", None),
+])
+def test_alias_file(spec, task, want):
+    assert alias_file(spec, task) == want
+
+
+def test_alias_unknown_task():
+    with pytest.raises(ValueError, match="task 'grpo'"):
+        alias_file("minimind:auto", "grpo")
+
+
+def test_download_via_hf_endpoint_and_cache_reuse(server, tmp_path):
+    server.files["lora_identity.jsonl"] = b'{"text": "hi"}\n' * 10
+    server.files["pretrain_hq.jsonl"] = b'{"text": "pre"}\n' * 10
+    local = tmp_path / "mine.jsonl"
+    local.write_text("x\n")
+    spec = f"minimind:smoke,{local},minimind:auto"
+    kw = dict(task="pretrain", data_dir=str(tmp_path / "d"), hf_endpoint=server.url, progress=False)
+    paths = resolve_data_spec(spec, **kw)
+    assert paths == [str(tmp_path / "d" / "lora_identity.jsonl"), str(local),
+                     str(tmp_path / "d" / "pretrain_hq.jsonl")]
+    assert Path(paths[0]).read_bytes() == server.files["lora_identity.jsonl"]
+    assert len(server.gets()) == 2
+    n = len(server.log)
+    assert resolve_data_spec(spec, **kw) == paths
+    assert len(server.log) == n  # reused without any request
+    resolve_data_spec("minimind:smoke", **kw, force_download=True)
+    assert len(server.gets()) == 3
+
+
+def test_download_via_env_endpoint(server, tmp_path, monkeypatch):
+    server.files["lora_medical.jsonl"] = b"med\n" * 100
+    monkeypatch.setenv("HF_ENDPOINT", server.url)
+    [path] = resolve_data_spec("minimind:small", task="sft", data_dir=str(tmp_path), progress=False)
+    assert Path(path).read_bytes() == server.files["lora_medical.jsonl"]
+
+
+def test_generic_repo_and_subfolder(server, tmp_path):
+    server.files["main/train-00000-of-00001.parquet"] = b"PAR1" * 50
+    path = hub_download(REPO, "main/train-00000-of-00001.parquet", data_dir=tmp_path,
+                        endpoint=server.url, max_mb=1, progress=False)
+    assert path == tmp_path / "main" / "train-00000-of-00001.parquet"
+    assert path.read_bytes() == b"PAR1" * 50
+
+
+def test_metadata_guard_refuses_before_get(server, tmp_path):
+    server.files["pretrain_hq.jsonl"] = b"x" * (3 * MB)
+    with pytest.raises(ValueError) as e:
+        resolve_data_spec("minimind", task="pretrain", data_dir=str(tmp_path), max_download_mb=1,
+                          hf_endpoint=server.url, progress=False)
+    msg = str(e.value)
+    assert "minimind" in msg and "pretrain_hq.jsonl" in msg and "3.0 MB" in msg
+    assert "--max_download_mb 4" in msg and "0 disables" in msg and "\n" not in msg
+    assert server.gets() == [] and not (tmp_path / "pretrain_hq.jsonl").exists()
+    [path] = resolve_data_spec("minimind", task="pretrain", data_dir=str(tmp_path),
+                               max_download_mb=0, hf_endpoint=server.url, progress=False)
+    assert Path(path).stat().st_size == 3 * MB
+
+
+@pytest.mark.parametrize("xet", [False, True])
+def test_byte_counter_aborts_lying_hub(server, tmp_path, xet):
+    server.xet = xet
+    server.files["dpo.jsonl"] = b"y" * (64 * MB)
+    server.claims["dpo.jsonl"] = 100
+    with pytest.raises(ValueError, match="aborted mid-transfer") as e:
+        resolve_data_spec("minimind:dpo", task="sft", data_dir=str(tmp_path), max_download_mb=1,
+                          hf_endpoint=server.url, progress=False)
+    assert "--max_download_mb" in str(e.value)
+    assert len(server.gets()) == 1 and server.sent < 64 * MB
+    assert not (tmp_path / "dpo.jsonl").exists() and leftovers(tmp_path) == []
+    assert hub.hf_constants.HF_HUB_DISABLE_XET == hf_constants.HF_HUB_DISABLE_XET
+
+
+def test_lying_hub_under_cap_is_one_line_error(server, tmp_path):
+    server.files["dpo.jsonl"] = b"z" * 5000
+    server.claims["dpo.jsonl"] = 100
+    with pytest.raises(ValueError, match="minimind:dpo") as e:
+        resolve_data_spec("minimind:dpo", task="sft", data_dir=str(tmp_path),
+                          hf_endpoint=server.url, progress=False)
+    assert "\n" not in str(e.value)
+    assert not (tmp_path / "dpo.jsonl").exists() and leftovers(tmp_path) == []
+
+
+def test_url_download_and_guards(server, tmp_path):
+    server.files["corpus.jsonl"] = b"line\n" * 1000
+    url = f"{server.url}/files/corpus.jsonl"
+    [path] = resolve_data_spec(url, task="sft", data_dir=str(tmp_path), progress=False)
+    assert Path(path) == tmp_path / "corpus.jsonl"
+    assert Path(path).read_bytes() == server.files["corpus.jsonl"]
+    n = len(server.log)
+    assert url_download(url, data_dir=tmp_path, progress=False) == Path(path)
+    assert len(server.log) == n
+
+    server.files["big.jsonl"] = b"b" * (2 * MB)
+    with pytest.raises(ValueError, match=r"2\.0 MB.*--max_download_mb 3"):
+        url_download(f"{server.url}/files/big.jsonl", data_dir=tmp_path, max_mb=1, progress=False)
+    assert "/files/big.jsonl" not in server.gets()
+
+    server.files["liar.jsonl"] = b"l" * (32 * MB)
+    server.claims["liar.jsonl"] = 10
+    with pytest.raises(ValueError, match="aborted mid-transfer"):
+        url_download(f"{server.url}/files/liar.jsonl", data_dir=tmp_path, max_mb=1, progress=False)
+    assert server.sent < len(server.files["corpus.jsonl"]) + 32 * MB
+    assert not (tmp_path / "liar.jsonl").exists() and leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("spec,endpoint_repo", [
+    ("minimind:nope", REPO), ("minimind:smoke", "someone/missing")])
+def test_not_found_is_clear(server, tmp_path, spec, endpoint_repo):
+    with pytest.raises(FileNotFoundError) as e:
+        resolve_data_spec(spec, task="sft", data_dir=str(tmp_path), hf_endpoint=server.url,
+                          repo_id=endpoint_repo, progress=False)
+    msg = str(e.value)
+    assert spec in msg and "HF_ENDPOINT" in msg and "--hf_endpoint" in msg and "\n" not in msg
+    with pytest.raises(FileNotFoundError, match="HTTP 404"):
+        url_download(f"{server.url}/files/missing.jsonl", data_dir=tmp_path, progress=False)
+
+
+def test_unreachable_endpoint(tmp_path):
+    with pytest.raises(ValueError) as e:
+        resolve_data_spec("minimind:smoke", task="sft", data_dir=str(tmp_path),
+                          hf_endpoint="http://127.0.0.1:9", progress=False)
+    msg = str(e.value)
+    assert "minimind:smoke" in msg and "HF_ENDPOINT" in msg and "\n" not in msg
+
+
+def test_local_paths_pass_through(tmp_path):
+    spec = f"{tmp_path}/a.jsonl, {tmp_path}/shards/*.parquet ,{tmp_path}"
+    assert resolve_data_spec(spec, task="sft", data_dir=str(tmp_path / "d")) == [
+        f"{tmp_path}/a.jsonl", f"{tmp_path}/shards/*.parquet", str(tmp_path)]
+    existing = tmp_path / "d" / "sft_mini_512.jsonl"
+    existing.parent.mkdir()
+    existing.write_text("cached\n")
+    assert resolve_data_spec("minimind:auto", task="sft", data_dir=str(tmp_path / "d"),
+                             hf_endpoint="http://127.0.0.1:9") == [str(existing)]
+    with pytest.raises(ValueError, match="empty data spec"):
+        resolve_data_spec(" , ", task="sft", data_dir=str(tmp_path))
