@@ -210,6 +210,9 @@ def test_sparse_label_positions(tok, tmp_path):
     it = Batches(path, tok, "sft", seq_len=64, batch_size=4, bucket_sizes=[24, 40],
                  sparse_loss=True, label_bucket_sizes=[8, 16])
     for b in it:
+        for row in b.inputs:  # each sample sits in the smallest bucket that holds it
+            n = int((row != tok.pad_id).sum())
+            assert n == 0 or b.inputs.shape[1] == min(s for s in (24, 40, 64) if s >= n)
         K = b.label_pos.shape[1]
         assert K in (8, 16, 64) and b.label_mask.sum() == b.n_tokens
         for i in range(4):
@@ -242,7 +245,7 @@ def test_pretokenize_is_transparent(tok, tmp_path, capsys):
     for raw, task, kw in cases:
         kw.update(seed=5, shuffle_buffer=6, epochs=2, skip_bad_lines=True)
         ref = _all(Batches(raw, tok, task, **kw))
-        for workers in (1, 2):
+        for workers in (1, 2) if task == "sft" else (2,):
             out = tmp_path / f"{task}_{workers}.jsonl"
             stats = pretokenize(resolve_paths(raw), out, task, num_workers=workers,
                                 skip_bad_lines=True, progress=False)
@@ -255,7 +258,7 @@ def test_pretokenize_is_transparent(tok, tmp_path, capsys):
     first = json.loads(out.read_text().splitlines()[0])
     assert set(first) == {"conversations", "ids", "mask"} and len(first["ids"]) <= 41
     with pytest.raises(ValueError, match=r"pt\.jsonl:32: missing field"):
-        pretokenize(resolve_paths(pt), tmp_path / "x.jsonl", "pretrain", num_workers=2,
+        pretokenize(resolve_paths(pt), tmp_path / "x.jsonl", "pretrain", num_workers=1,
                     progress=False)
     assert not (tmp_path / "x.jsonl").exists()
 

@@ -124,3 +124,14 @@ def test_checkpoint_folder_is_an_hf_model_folder(tiny_ckpt):
     assert hf_tok.encode(text, add_special_tokens=False) == tok.encode(text)
     ids = np.array([tok.encode("The same weights give the same logits. " * 4)])
     assert np.abs(np.array(model(mx.array(ids))) - hf_logits(tiny_ckpt, ids)).max() <= 1e-4
+
+
+def test_mlx_lm_loads_the_same_folder(tiny_ckpt):
+    mlx_lm = pytest.importorskip("mlx_lm")
+    theirs, their_tok = mlx_lm.load(tiny_ckpt)
+    ours, tok = load(tiny_ckpt)
+    ids = mx.array([tok.encode("mlx-lm opens MiniLLM checkpoints, 也能打开。")])
+    assert mx.array_equal(theirs(ids), ours(ids))
+    msgs = [{"role": "user", "content": "hi"}]
+    assert their_tok.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False) == \
+        tok.apply_chat_template(msgs, add_generation_prompt=True)

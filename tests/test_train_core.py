@@ -157,7 +157,7 @@ def test_lr_schedule_warmup_cosine_end():
 
 def test_adamw_bias_correction_first_step_and_no_decay_on_norms():
     cfg = TrainConfig(learning_rate=0.01, weight_decay=0.1)
-    opt = build_optimizer(cfg, 0.01, mx.bfloat16)
+    opt = build_optimizer(cfg, 0.01)
     w = mx.array([[0.5, -1.0], [2.0, 0.25]], mx.bfloat16)
     norm = mx.array([1.0, 1.0], mx.bfloat16)
     g = {"w": mx.array([[1e-3, -2.0], [0.5, 3e-4]]), "norm": mx.array([0.2, -1e-4])}
@@ -172,15 +172,18 @@ def test_adamw_bias_correction_first_step_and_no_decay_on_norms():
     np.testing.assert_allclose(np.array(new["norm"].astype(mx.float32)), want_n, rtol=4e-3)
     assert opt.state["w"]["m"].dtype == mx.float32 and opt.state["w"]["v"].dtype == mx.float32
     # without bias correction the first step would be ~lr * sqrt(1 - b2) / (1 - b1) times smaller
-    p32 = build_optimizer(TrainConfig(weight_decay=0.0, optim_state_dtype="param"), 0.01,
-                          mx.float32)
+    p32 = build_optimizer(TrainConfig(weight_decay=0.0, optim_state_dtype="param"), 0.01)
     out = p32.apply_gradients({"x": mx.array([0.3])}, {"x": mx.array([0.0])})
     assert out["x"].item() == pytest.approx(-0.01, rel=1e-5)
+    pb = build_optimizer(TrainConfig(optim_state_dtype="param"), 0.01)
+    pb.init({"w": w})  # as train() does: the state follows the parameters, not fp32 grads
+    out = pb.apply_gradients({"w": g["w"]}, {"w": w})
+    assert out["w"].dtype == mx.bfloat16 and pb.state["w"]["v"].dtype == mx.bfloat16
 
 
 @pytest.mark.parametrize("name", ["adafactor", "lion"])
 def test_other_optimizers_keep_dtype_and_skip_norm_decay(name):
-    opt = build_optimizer(TrainConfig(optimizer=name, weight_decay=0.5), 0.1, mx.bfloat16)
+    opt = build_optimizer(TrainConfig(optimizer=name, weight_decay=0.5), 0.1)
     p = {"w": mx.ones((4, 4), mx.bfloat16), "n": mx.ones((4,), mx.bfloat16)}
     zero = {k: mx.zeros(v.shape, mx.bfloat16) for k, v in p.items()}
     new = opt.apply_gradients(zero, p)
@@ -206,7 +209,7 @@ def test_accumulation_averages_per_real_token_across_micro_batches():
                 a.n_tokens + b.n_tokens)
     cfg = TrainConfig(accum_steps=2, grad_clip=0.0, compile=False)
     model = tiny()
-    opt = build_optimizer(cfg, 1e-3, mx.float32)
+    opt = build_optimizer(cfg, 1e-3)
     micro, clip, _, _ = build_step(model, make_lm_loss(), opt, cfg)
     l1, n1, acc = micro(to_arrays(a), None)
     l2, n2, acc = micro(to_arrays(b), acc)
@@ -392,6 +395,7 @@ def test_prune_keeps_highest_steps_not_newest_files(tmp_path):
         (p / "state.json").write_text("{}")
         os.utime(p, (1e9 + i * 100, 1e9 + i * 100))  # step 5 is the newest on disk
     (root / ".step_00002000.partial-1").mkdir()
+    (root / "..step_00002000.partial-1.tmp-abc").mkdir()
     prune_checkpoints(tmp_path, keep=2)
     assert sorted(p.name for p in root.iterdir()) == ["step_00000300", "step_00001000"]
 

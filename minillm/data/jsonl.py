@@ -223,14 +223,13 @@ class JsonlReader:
         return rec
 
     def close(self) -> None:
-        if self._f is not None:
-            self._f.close()
-            self._f = None
+        """Close open files (a later `next()` or `read_at()` reopens them)."""
+        for f in [getattr(self, "_f", None), *getattr(self, "_random_f", {}).values()]:
+            if f is not None:
+                f.close()
+        self._f, self._random_f = None, {}
 
-    def __del__(self):
-        self.close()
-        for f in self._random_f.values():
-            f.close()
+    __del__ = close
 
     def __iter__(self) -> Iterator[tuple[Ref, dict]]:
         while (item := self.next()) is not None:

@@ -144,8 +144,7 @@ def train(model: nn.Module, loss_fn: Callable, batches: Iterable, cfg: TrainConf
         mx.random.seed(cfg.seed)
     _prepare(model, cfg)
     optimizer = build_optimizer(
-        cfg, lr_schedule(cfg.learning_rate, cfg.warmup_steps, total, cfg.min_lr_ratio),
-        model_dtype(model))
+        cfg, lr_schedule(cfg.learning_rate, cfg.warmup_steps, total, cfg.min_lr_ratio))
     optimizer.init(model.trainable_parameters())
     step, tokens_seen, resumed_from = 0, 0, None
     if start_state is not None:

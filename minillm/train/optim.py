@@ -73,9 +73,11 @@ class Adafactor(_Decoupled, optim.Adafactor):
     """Adafactor driven by the external LR schedule (no relative step / parameter scaling)."""
 
 
-def build_optimizer(cfg: TrainConfig, schedule: Callable | float,
-                    param_dtype: mx.Dtype | None = None) -> optim.Optimizer:
-    """The optimizer named by `cfg.optimizer`, its LR given by `schedule` (callable of step)."""
+def build_optimizer(cfg: TrainConfig, schedule: Callable | float) -> optim.Optimizer:
+    """The optimizer named by `cfg.optimizer`, its LR given by `schedule` (callable of step).
+
+    Its state is fp32 with `optim_state_dtype="float32"`, else each parameter's own dtype.
+    """
     if cfg.optimizer == "adamw":
         opt = AdamW(learning_rate=schedule, betas=list(cfg.adam_betas), eps=cfg.adam_eps,
                     bias_correction=True)
@@ -86,7 +88,7 @@ def build_optimizer(cfg: TrainConfig, schedule: Callable | float,
     else:
         raise ValueError(f"optimizer={cfg.optimizer!r}; use adamw, adafactor or lion")
     opt.decay = float(cfg.weight_decay)
-    opt.state_dtype = mx.float32 if cfg.optim_state_dtype == "float32" else param_dtype
+    opt.state_dtype = mx.float32 if cfg.optim_state_dtype == "float32" else None
     return opt
 
 

@@ -80,7 +80,7 @@ def prune_checkpoints(out_dir: str | os.PathLike, keep: int) -> list[Path]:
     removed = []
     if root.is_dir():
         for p in root.iterdir():
-            if p.name.startswith(f".{PREFIX}"):
+            if p.name.startswith(".") and PREFIX in p.name:  # staging left by a kill
                 shutil.rmtree(p, ignore_errors=True)
     if keep > 0:
         for _, p in list_checkpoints(out_dir)[:-keep]:
