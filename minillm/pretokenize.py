@@ -143,8 +143,7 @@ def pretokenize(paths: list[Path], out_path: str | Path, task: str = "pretrain",
                 for chunk, size in _chunks(paths):
                     take(_work(chunk), size)
             else:
-                # spawn: workers never inherit threads (MLX, tokenizers) of the caller
-                with get_context("spawn").Pool(workers, initializer=_init, initargs=init) as pool:
+                with get_context().Pool(workers, initializer=_init, initargs=init) as pool:
                     pending: deque = deque()
                     for chunk, size in _chunks(paths):
                         pending.append((pool.apply_async(_work, (chunk,)), size))
