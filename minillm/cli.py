@@ -12,6 +12,8 @@ VERBS = {
     "infer": "generate a reply to one prompt from a checkpoint",
     "chat": "interactive chat with a checkpoint (history kept)",
     "tokenizer": "train the byte-level BPE tokenizer / regenerate its corpus",
+    "train": "pretrain or SFT (full or LoRA) a model on JSONL data",
+    "pretokenize": "tokenize JSONL data once, on all cores, for faster training",
 }
 
 

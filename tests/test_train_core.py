@@ -182,13 +182,19 @@ def test_adamw_bias_correction_first_step_and_no_decay_on_norms():
 
 
 @pytest.mark.parametrize("name", ["adafactor", "lion"])
-def test_other_optimizers_keep_dtype_and_skip_norm_decay(name):
+def test_other_optimizers_keep_dtype_and_skip_norm_decay(tmp_path, name):
     opt = build_optimizer(TrainConfig(optimizer=name, weight_decay=0.5), 0.1)
     p = {"w": mx.ones((4, 4), mx.bfloat16), "n": mx.ones((4,), mx.bfloat16)}
     zero = {k: mx.zeros(v.shape, mx.bfloat16) for k, v in p.items()}
     new = opt.apply_gradients(zero, p)
     assert new["w"].dtype == mx.bfloat16
     assert new["n"].tolist() == [1.0] * 4 and new["w"][0, 0].item() < 1.0
+    cfg = cfg_for(tmp_path, optimizer=name, dtype="bfloat16", max_steps=6,
+                  learning_rate=1e-3 if name == "lion" else 1e-2)
+    model = tiny()
+    res = train(model, make_lm_loss(), ListBatches([make_batch(0)] * 6), cfg, tokenizer=TOK)
+    assert res.losses[-1] < res.losses[0]
+    assert {v.dtype for _, v in tree_flatten(model.parameters())} == {mx.bfloat16}
 
 
 # --- the loop --------------------------------------------------------------------------------
@@ -272,6 +278,15 @@ def test_chunked_and_sparse_loss_equal_plain_with_less_memory(big, variant):
     assert max_diff(g0, g1) < 1e-5
     print(f"{variant}: peak {m0:.1f} MiB -> {m1:.1f} MiB")
     assert m1 < 0.75 * m0
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_chunked_loss_uneven_chunks_and_untied_head(tied):
+    model, batch = tiny(tie_word_embeddings=tied), make_batch(3, T=30, sparse=True)
+    l0, _, g0 = grads_of(model, make_lm_loss(), batch)
+    for kw in (dict(chunk_size=7), dict(chunk_size=4, sparse=True), dict(chunk_size=100)):
+        l1, _, g1 = grads_of(model, make_lm_loss(**kw), batch)
+        assert l1.item() == pytest.approx(l0.item(), rel=1e-5) and max_diff(g0, g1) < 1e-5
 
 
 def test_gradient_checkpointing_same_grads_less_memory():
@@ -405,6 +420,8 @@ def test_save_interval_and_end_save_once(tmp_path):
     res = train(tiny(), make_lm_loss(), ListBatches([make_batch(0)] * 5), cfg, tokenizer=TOK)
     assert [s for s, _ in list_checkpoints(cfg.out_dir)] == [2, 4, 5]
     assert len(res.checkpoints) == 3
+    with pytest.raises(ValueError, match="checkpoints up to step 5; resume"):
+        train(tiny(), make_lm_loss(), ListBatches([make_batch(0)] * 5), cfg, tokenizer=TOK)
     # data running out ends the run early, with one save at the last step
     cfg = cfg_for(tmp_path / "short", max_steps=10, save_interval=3, log_interval=4,
                   progress=True)

@@ -3,4 +3,12 @@
 from minillm.train.config import TrainConfig
 from minillm.train.loop import TrainResult, train
 
-__all__ = ["TrainConfig", "TrainResult", "train"]
+
+def main(argv=None):
+    """`minillm train`: see `minillm.train.cli`."""
+    from minillm.train.cli import main as _main
+
+    return _main(argv)
+
+
+__all__ = ["TrainConfig", "TrainResult", "main", "train"]

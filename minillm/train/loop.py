@@ -22,7 +22,13 @@ from minillm.checkpoint import cast_model, model_dtype, parse_dtype
 from minillm.train.config import TrainConfig
 from minillm.train.lora import apply_lora
 from minillm.train.optim import build_optimizer, lr_schedule, scale_and_clip
-from minillm.train.state import TrainState, prune_checkpoints, resume, save_checkpoint
+from minillm.train.state import (
+    TrainState,
+    list_checkpoints,
+    prune_checkpoints,
+    resume,
+    save_checkpoint,
+)
 
 PHASES = ("data", "h2d", "fwd_bwd", "clip", "opt")
 
@@ -46,8 +52,13 @@ def to_arrays(batch: Any) -> dict[str, mx.array]:
         items = ((f.name, getattr(batch, f.name)) for f in dataclasses.fields(batch))
     else:
         items = vars(batch).items()
-    return {k: v if isinstance(v, mx.array) else mx.array(v) for k, v in items
-            if isinstance(v, (np.ndarray, mx.array))}
+    out = {}
+    for k, v in items:
+        if isinstance(v, np.ndarray):
+            out[k] = mx.array(v.astype(np.float32) if v.dtype == np.float64 else v)
+        elif isinstance(v, mx.array):
+            out[k] = v
+    return out
 
 
 def batch_tokens(batch: Any, arrays: dict[str, mx.array]) -> int:
@@ -141,6 +152,11 @@ def train(model: nn.Module, loss_fn: Callable, batches: Iterable, cfg: TrainConf
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if start_state is None:
+        if old := list_checkpoints(out):
+            # a fresh run here would interleave its checkpoints with the old ones and pruning
+            # by step number would delete the new ones first
+            raise ValueError(f"{out} already holds checkpoints up to step {old[-1][0]}; resume "
+                             "from it or choose another out_dir")
         mx.random.seed(cfg.seed)
     _prepare(model, cfg)
     optimizer = build_optimizer(

@@ -18,6 +18,8 @@ import mlx.core as mx
 import mlx.nn as nn
 from mlx.utils import tree_flatten, tree_unflatten
 
+from minillm.train.config import LORA_TARGETS
+
 ADAPTER_WEIGHTS = "adapters.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"
 
@@ -77,7 +79,7 @@ def _block_keys(block: nn.Module, targets: tuple[str, ...] | list[str]) -> list[
 
 
 def apply_lora(model: nn.Module, r: int, alpha: float, dropout: float = 0.0,
-               targets: tuple[str, ...] | list[str] = ()) -> nn.Module:
+               targets: tuple[str, ...] | list[str] = LORA_TARGETS) -> nn.Module:
     """Freeze `model` and wrap every linear whose name is in `targets` in every layer."""
     if r < 1:
         raise ValueError(f"lora_r={r} must be >= 1")
@@ -92,7 +94,7 @@ def apply_lora(model: nn.Module, r: int, alpha: float, dropout: float = 0.0,
     missing = sorted(set(targets) - found)
     if missing:
         raise ValueError(f"lora_targets {missing} match no linear layer; use names among "
-                         "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj")
+                         f"{','.join(LORA_TARGETS)}")
     # a plain object, not a dict: Module would treat a dict attribute as a child tree
     model.lora_spec = LoRASpec(r, float(alpha), float(dropout), list(targets))
     return model

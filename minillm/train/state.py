@@ -213,7 +213,10 @@ def resume(path: str | os.PathLike, model: nn.Module, optimizer: optim.Optimizer
     optimizer.state = tree_unflatten(list(opt_state.items()))
     if st.rng:
         set_rng_state(st.rng)
-    if st.cursor is not None and hasattr(batches, "restore"):
+    if st.cursor is not None:
+        if not hasattr(batches, "restore"):
+            raise ValueError(f"{ckpt} has a data cursor but the batch iterator has no "
+                             "restore(); resume needs the resumable data iterator")
         batches.restore(st.cursor)
     mx.eval(model.parameters(), optimizer.state)
     return st

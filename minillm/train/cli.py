@@ -1,0 +1,149 @@
+"""`minillm train` / `python -m minillm.train`: pretrain or SFT (full or LoRA) from JSONL."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+from minillm.init import add_model_args, model_args_from
+from minillm.train.config import TrainConfig
+
+SKIP = {"progress", "adam_betas"}
+
+
+def add_config_args(p: argparse.ArgumentParser, cls=TrainConfig, skip=SKIP) -> None:
+    """One flag per config field, with the field's help string and default."""
+    for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
+        help_ = f"{f.metadata.get('help', '')} [default: {f.default}]"
+        kw: dict[str, Any] = {"default": f.default, "help": help_}
+        if f.type in ("bool", bool):
+            kw["action"] = argparse.BooleanOptionalAction
+        elif "tuple" in str(f.type):
+            kw["type"], kw["default"] = str, ",".join(f.default)
+        elif "int" in str(f.type):
+            kw["type"] = int
+        elif "float" in str(f.type):
+            kw["type"] = float
+        if "choices" in f.metadata:
+            kw["choices"] = f.metadata["choices"]
+        p.add_argument(f"--{f.name}", **kw)
+
+
+def int_list(s: str | None) -> list[int] | None:
+    if not s:
+        return None
+    try:
+        return [int(x) for x in s.split(",") if x.strip()]
+    except ValueError:
+        raise ValueError(f"{s!r} is not a comma-separated list of integers") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="minillm train", description=__doc__)
+    d = p.add_argument_group("data")
+    d.add_argument("--data_path", required=True,
+                   help="comma list of JSONL files, dirs, globs, http(s) URLs, minimind:* aliases")
+    d.add_argument("--data_dir", default="./dataset", help="download cache for URLs and aliases")
+    d.add_argument("--task", choices=["pretrain", "sft"], default="pretrain")
+    d.add_argument("--hf_dataset_repo", default="jingyaogong/minimind_dataset")
+    d.add_argument("--hf_endpoint", default=None, help="hub endpoint (default: $HF_ENDPOINT)")
+    d.add_argument("--force_download", action="store_true")
+    d.add_argument("--max_download_mb", type=float, default=2048, help="0 disables the guard")
+    d.add_argument("--shuffle_buffer", type=int, default=2048, help="0 keeps file order")
+    d.add_argument("--bucket_sizes", default=None, help="SFT length buckets, e.g. 128,256")
+    d.add_argument("--label_bucket_sizes", default=None, help="sparse-loss label buckets")
+    d.add_argument("--skip_bad_lines", action="store_true",
+                   help="count and skip malformed JSONL lines instead of stopping")
+    m = p.add_argument_group("model")
+    add_model_args(m)
+    m.set_defaults(preset="200mb")
+    m.add_argument("--tokenizer_path", default=None, help="HF tokenizer folder")
+    m.add_argument("--init_from", default=None, help="checkpoint folder: load weights only")
+    m.add_argument("--resume", default=None,
+                   help="run folder or checkpoint: restore weights, optimizer, schedule, RNG, data")
+    add_config_args(p.add_argument_group("training"))
+    return p
+
+
+def load_run_model(ns: argparse.Namespace, cfg: TrainConfig):
+    """Model + tokenizer for a fresh run, an --init_from run or a --resume."""
+    from minillm.checkpoint import check_vocab, load_model
+    from minillm.model import Model, init_weights
+    from minillm.tokenizer import load_tokenizer
+    from minillm.train.state import load_state
+
+    base = ns.init_from
+    if ns.resume:
+        st = load_state(ns.resume)
+        base = st.path
+        if st.lora:  # adapters resume on top of the original base weights
+            cfg_file = Path(st.path) / "adapter_config.json"
+            base = json.loads(cfg_file.read_text(encoding="utf-8")).get("base_model") or ""
+        if not (Path(base) / "config.json").is_file():
+            raise FileNotFoundError(f"LoRA base model {base} (from {st.path}) is missing; "
+                                    "restore it to resume this LoRA run")
+    tok_path = ns.tokenizer_path
+    if tok_path is None and base and (Path(base) / "tokenizer.json").is_file():
+        tok_path = base
+    tokenizer = load_tokenizer(tok_path)
+    if base:
+        model = load_model(base)
+    else:
+        model = Model(model_args_from(ns, tokenizer.vocab_size))
+        init_weights(model, cfg.seed)
+    check_vocab(model, tokenizer, Path(base or "--vocab_size") / "config.json")
+    return model, tokenizer, ns.init_from
+
+
+def main(argv: list[str] | None = None) -> int:
+    ns = build_parser().parse_args(argv)
+    if ns.init_from and ns.resume:
+        raise ValueError("--init_from and --resume exclude each other: --resume continues a run "
+                         "(weights, optimizer, data position), --init_from starts a new one")
+    fields = {f.name for f in dataclasses.fields(TrainConfig)} - SKIP
+    cfg = TrainConfig(**{k: v for k, v in vars(ns).items() if k in fields})
+
+    from minillm.data.batching import Batches
+    from minillm.data.hub import resolve_data_spec
+    from minillm.data.jsonl import format_skipped
+    from minillm.train import train
+    from minillm.train.losses import lm_loss_from_config
+    from minillm.train.plots import plot_run
+    from minillm.train.state import find_checkpoint
+
+    model, tokenizer, base_model = load_run_model(ns, cfg)
+    paths = resolve_data_spec(ns.data_path, task=ns.task, data_dir=ns.data_dir,
+                              hf_endpoint=ns.hf_endpoint, max_download_mb=ns.max_download_mb,
+                              force_download=ns.force_download, repo_id=ns.hf_dataset_repo)
+    batches = Batches(paths, tokenizer, ns.task, cfg.seq_len, cfg.batch_size, seed=cfg.seed,
+                      epochs=max(1, math.ceil(cfg.epochs)), shuffle_buffer=ns.shuffle_buffer,
+                      bucket_sizes=int_list(ns.bucket_sizes), sparse_loss=cfg.sparse_loss,
+                      label_bucket_sizes=int_list(ns.label_bucket_sizes),
+                      skip_bad_lines=ns.skip_bad_lines)
+    if cfg.max_steps:
+        total = cfg.max_steps
+    else:
+        per_epoch = batches.num_batches() / max(1, math.ceil(cfg.epochs))
+        total = cfg.steps_for(max(1, round(per_epoch)))
+    start = None
+    if ns.resume:
+        start = find_checkpoint(ns.resume)
+    print(f"[train] task={ns.task} data={','.join(map(str, paths))} steps={total} "
+          f"out_dir={cfg.out_dir}" + (f" resume={start}" if start else ""), flush=True)
+    result = train(model, lm_loss_from_config(cfg), batches, cfg, tokenizer=tokenizer,
+                   total_steps=total, start_state=start, base_model=base_model)
+    if batches.skipped:
+        print(f"[train] {format_skipped(batches.skipped)}", file=sys.stderr)
+    plots = plot_run(cfg.out_dir)
+    last = result.checkpoints[-1] if result.checkpoints else None
+    summary = {"step": result.step, "tokens": result.tokens_seen, "checkpoint": last,
+               "plots": [str(p) for p in plots]}
+    print(f"[train] done {json.dumps(summary)}")
+    return 0
