@@ -18,11 +18,17 @@ VERBS = {
 
 
 def run(main: Callable[[list[str] | None], object], argv: list[str] | None = None,
-        prog: str = "minillm") -> None:
+        prog: str = "minillm", entry: bool | None = None) -> None:
     """Run a verb's main; user errors become one line on stderr and exit code 2.
 
     Set MINILLM_DEBUG=1 to see the full traceback instead.
     """
+    if entry is None:
+        entry = argv is None
+    if entry:  # a process entry point, not a call from Python code or tests
+        from minillm.blas import maybe_reexec
+
+        maybe_reexec()
     try:
         rc = main(argv)
     except KeyboardInterrupt:
@@ -44,6 +50,7 @@ def usage() -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
+    entry = argv is None
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(usage())
@@ -53,7 +60,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"minillm: error: unknown verb {verb!r}\n{usage()}", file=sys.stderr)
         sys.exit(2)
     module = importlib.import_module(f"minillm.{verb}")
-    run(module.main, rest, prog=f"minillm {verb}")
+    run(module.main, rest, prog=f"minillm {verb}", entry=entry)
 
 
 if __name__ == "__main__":
