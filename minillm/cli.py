@@ -12,8 +12,12 @@ VERBS = {
     "infer": "generate a reply to one prompt from a checkpoint",
     "chat": "interactive chat with a checkpoint (history kept)",
     "tokenizer": "train the byte-level BPE tokenizer / regenerate its corpus",
+    "pipeline": "download -> pretrain -> SFT -> infer in one command (--smoke-test: offline)",
     "train": "pretrain or SFT (full or LoRA) a model on JSONL data",
     "pretokenize": "tokenize JSONL data once, on all cores, for faster training",
+    "eval": "token-weighted loss and perplexity of a checkpoint on JSONL data",
+    "fuse": "merge LoRA adapters into their base model (a full checkpoint folder)",
+    "plot": "draw a run's training curves (loss, lr, throughput) as PNG files",
 }
 
 

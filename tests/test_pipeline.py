@@ -1,0 +1,54 @@
+"""`minillm pipeline --smoke-test`: offline pretrain -> SFT -> infer on the shipped data."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from minillm.blas import openblas_path
+
+
+def run_pipeline(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, "CLEANUP_SMOKE": "0", **env}
+    r = subprocess.run([sys.executable, "-m", "minillm.pipeline", *args], cwd=cwd, env=full_env,
+                       capture_output=True, text=True, timeout=1200)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    return r
+
+
+def losses(run_dir: Path) -> list[float]:
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return [r["loss"] for r in map(json.loads, lines) if r["event"] == "log"]
+
+
+def test_short_smoke_stages_resume_and_cleanup(tmp_path):
+    short = dict(PRETRAIN_MAX_STEPS="4", SFT_MAX_STEPS="4", LOG_INTERVAL="1", SAVE_INTERVAL="2")
+    r = run_pipeline(tmp_path, "--smoke-test", **short)
+    out = tmp_path / "out" / "smoke"
+    assert "[pipeline] pretrain: minillm train" in r.stdout and "--init_from" in r.stdout
+    assert (out / "pretrain" / "checkpoints" / "step_00000004" / "model.safetensors").is_file()
+    assert (out / "sft" / "checkpoints" / "step_00000004" / "config.json").is_file()
+    assert len(losses(out / "pretrain")) == 4 and len(losses(out / "sft")) == 4
+    assert (out / "sft" / "plots" / "loss.png").is_file()
+    assert "[pipeline] infer step_00000004:" in r.stdout
+    again = run_pipeline(tmp_path, "--smoke-test", **short)  # finished stages are skipped
+    assert again.stdout.count("done already") == 2
+    gone = run_pipeline(tmp_path, "--smoke-test", "--skip-infer",
+                        **{**short, "CLEANUP_SMOKE": "1"})
+    assert "removed out/smoke" in gone.stdout and not out.exists()
+
+
+@pytest.mark.skipif(openblas_path() is None,
+                    reason="the full smoke run needs OpenBLAS to finish in minutes on CPU")
+def test_full_smoke_loss_falls_and_model_knows_its_name(tmp_path):
+    r = run_pipeline(tmp_path, "--smoke-test")
+    out = tmp_path / "out" / "smoke"
+    pre, sft = losses(out / "pretrain"), losses(out / "sft")
+    assert pre[0] - pre[-1] > 3.0, pre
+    assert sft[-1] < sft[0], sft
+    assert "identity answer mentions MiniLLM: yes" in r.stdout, r.stdout[-1500:]
