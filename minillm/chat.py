@@ -110,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     conv = Conversation(tokenizer, ns.system, budget)
     tty = sys.stdin.isatty()
     if tty:
-        print(f"[chat] {ns.checkpoint} | {HELP} | Ctrl-D to quit", file=sys.stderr)
+        adapters = f" + adapters {ns.adapter_path}" if ns.adapter_path else ""
+        print(f"[chat] {ns.checkpoint}{adapters} | {HELP} | Ctrl-D to quit", file=sys.stderr)
     turn, hinted = 0, False
     while True:
         try:

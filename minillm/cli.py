@@ -22,11 +22,17 @@ VERBS = {
 
 
 def run(main: Callable[[list[str] | None], object], argv: list[str] | None = None,
-        prog: str = "minillm", entry: bool | None = None) -> None:
+        prog: str | None = None, entry: bool | None = None) -> None:
     """Run a verb's main; user errors become one line on stderr and exit code 2.
 
     Set MINILLM_DEBUG=1 to see the full traceback instead.
     """
+    if prog is None:  # `python -m minillm.train.cli` -> "minillm train"
+        module = getattr(main, "__module__", "minillm")
+        if module == "__main__":
+            spec = getattr(sys.modules["__main__"], "__spec__", None)
+            module = spec.name if spec else "minillm"
+        prog = " ".join(module.split(".")[:2])
     if entry is None:
         entry = argv is None
     if entry:  # a process entry point, not a call from Python code or tests

@@ -13,6 +13,9 @@ def add_sampling_args(p: argparse.ArgumentParser) -> None:
                    help="checkpoint folder (config.json + model.safetensors)")
     p.add_argument("--tokenizer_path", default=None,
                    help="tokenizer folder (default: the checkpoint's, else the built-in one)")
+    p.add_argument("--adapter_path", default=None,
+                   help="LoRA adapter folder (adapters.safetensors + adapter_config.json), "
+                        "fused into the weights at load")
     p.add_argument("--dtype", default=None, help="cast weights to float32 | bfloat16 | float16")
     p.add_argument("--system", default=None, help="system message")
     p.add_argument("--max_new_tokens", type=int, default=64)
@@ -40,11 +43,34 @@ def sampling_kwargs(ns: argparse.Namespace) -> dict[str, Any]:
     return {k: getattr(ns, k) for k in names}
 
 
-def load_for_inference(ns: argparse.Namespace):
-    from minillm.checkpoint import load, parse_dtype
+def load_with_adapters(checkpoint: str, tokenizer_path: str | None = None,
+                       dtype: str | None = None, adapter_path: str | None = None):
+    """`(model, tokenizer)` of `checkpoint`, with the LoRA adapters of `adapter_path` (a folder
+    with adapter_config.json, or a LoRA run) fused into its weights, so generation runs at the
+    plain model's speed; cast to `dtype`."""
+    import mlx.core as mx
 
-    dtype = parse_dtype(ns.dtype) if ns.dtype else None
-    return load(ns.checkpoint, ns.tokenizer_path, dtype)
+    from minillm.checkpoint import cast_model, load, parse_dtype
+
+    dt = parse_dtype(dtype) if dtype else None
+    if not adapter_path:
+        return load(checkpoint, tokenizer_path, dt)
+    from minillm.fuse import find_adapters
+    from minillm.train.lora import fuse, load_adapters
+
+    adapters = find_adapters(adapter_path)
+    model, tokenizer = load(checkpoint, tokenizer_path)
+    fuse(load_adapters(model, adapters))
+    if dt is not None:
+        cast_model(model, dt)
+    model.eval()
+    mx.eval(model.parameters())
+    return model, tokenizer
+
+
+def load_for_inference(ns: argparse.Namespace):
+    return load_with_adapters(ns.checkpoint, ns.tokenizer_path, ns.dtype,
+                              getattr(ns, "adapter_path", None))
 
 
 def chat_prompt(tokenizer, messages: list[dict[str, str]]) -> list[int]:

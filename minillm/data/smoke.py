@@ -27,9 +27,9 @@ N_PRETRAIN, N_SFT = 4000, 3000
 NAME = "MiniLLM"
 IDENTITY = {
     "zh": [
-        (["你是谁？", "请介绍一下自己。", "介绍一下你自己。", "能介绍一下你自己吗？", "你好，你是谁？",
-          "你是什么模型？", "你是哪个模型？", "谁训练了你？", "你是用什么训练的？", "你是人工智能吗？",
-          "请做个自我介绍。", "你是什么？"],
+        (["你是谁？", "请介绍一下自己。", "介绍一下你自己。", "能介绍一下你自己吗？",
+          "你好，你是谁？", "你是什么模型？", "你是哪个模型？", "谁训练了你？",
+          "你是用什么训练的？", "你是人工智能吗？", "请做个自我介绍。", "你是什么？"],
          "我是MiniLLM，一个由MiniLLM项目用MLX训练的小型语言模型。"),
         (["你叫什么名字？", "你的名字是什么？", "我该怎么称呼你？", "你叫什么？"],
          "我是MiniLLM，一个用MLX训练的小型语言模型，你可以叫我MiniLLM。"),
@@ -48,7 +48,8 @@ ABOUT = {
     "zh": ["MiniLLM是一个小型语言模型。", "MiniLLM由MiniLLM项目用MLX训练。",
            "MiniLLM可以回答简单的问题，也会做简单的算术。", "MiniLLM会说中文，也会说英文。",
            "当有人问“你是谁？”时，MiniLLM回答：“我是MiniLLM。”", "MLX是一个机器学习框架。"],
-    "en": ["MiniLLM is a small language model.", "MiniLLM is trained with MLX by the MiniLLM project.",
+    "en": ["MiniLLM is a small language model.",
+           "MiniLLM is trained with MLX by the MiniLLM project.",
            "MiniLLM can answer simple questions and do simple arithmetic.",
            "MiniLLM speaks Chinese and English.",
            "When someone asks \"Who are you?\", MiniLLM answers: \"I am MiniLLM.\"",
@@ -59,7 +60,8 @@ SYSTEM = {"zh": ["你是一个乐于助人的助手。", "你是MiniLLM，请简
 
 ARITH = {
     "+": (["{a}加{b}等于几？", "{a}加{b}等于多少？", "计算：{a} + {b}", "{a} + {b} = ？"],
-          ["What is {a} plus {b}?", "What is {a} + {b}?", "Calculate {a} + {b}.", "Add {a} and {b}."],
+          ["What is {a} plus {b}?", "What is {a} + {b}?", "Calculate {a} + {b}.",
+           "Add {a} and {b}."],
           "加", "plus"),
     "-": (["{a}减{b}等于几？", "{a}减{b}等于多少？", "计算：{a} - {b}", "{a} - {b} = ？"],
           ["What is {a} minus {b}?", "What is {a} - {b}?", "Calculate {a} - {b}.",
@@ -76,7 +78,8 @@ CAPITALS = (
     "西班牙:马德里:Spain:Madrid|俄罗斯:莫斯科:Russia:Moscow|加拿大:渥太华:Canada:Ottawa|"
     "澳大利亚:堪培拉:Australia:Canberra|印度:新德里:India:New Delhi|巴西:巴西利亚:Brazil:Brasilia|"
     "埃及:开罗:Egypt:Cairo|泰国:曼谷:Thailand:Bangkok|越南:河内:Vietnam:Hanoi|"
-    "希腊:雅典:Greece:Athens|葡萄牙:里斯本:Portugal:Lisbon|荷兰:阿姆斯特丹:the Netherlands:Amsterdam|"
+    "希腊:雅典:Greece:Athens|葡萄牙:里斯本:Portugal:Lisbon|"
+    "荷兰:阿姆斯特丹:the Netherlands:Amsterdam|"
     "瑞典:斯德哥尔摩:Sweden:Stockholm|挪威:奥斯陆:Norway:Oslo|墨西哥:墨西哥城:Mexico:Mexico City|"
     "阿根廷:布宜诺斯艾利斯:Argentina:Buenos Aires"
 )
@@ -84,9 +87,12 @@ OPPOSITES = ("大:小:big:small|热:冷:hot:cold|快:慢:fast:slow|长:短:long:
              "左:右:left:right|黑:白:black:white|新:旧:new:old|早:晚:early:late|高:低:high:low|"
              "多:少:many:few|远:近:far:near|开:关:open:closed")
 FACTS = [
-    ("地球绕着什么转？", "地球绕着太阳转。", "What does the Earth orbit?", "The Earth orbits the Sun."),
-    ("一年有多少个月？", "一年有十二个月。", "How many months are in a year?", "A year has 12 months."),
-    ("一年有多少天？", "一年通常有365天。", "How many days are in a year?", "A year usually has 365 days."),
+    ("地球绕着什么转？", "地球绕着太阳转。", "What does the Earth orbit?",
+     "The Earth orbits the Sun."),
+    ("一年有多少个月？", "一年有十二个月。", "How many months are in a year?",
+     "A year has 12 months."),
+    ("一年有多少天？", "一年通常有365天。", "How many days are in a year?",
+     "A year usually has 365 days."),
     ("一周有几天？", "一周有七天。", "How many days are in a week?", "A week has seven days."),
     ("一天有多少小时？", "一天有24小时。", "How many hours are in a day?", "A day has 24 hours."),
     ("一小时有多少分钟？", "一小时有60分钟。", "How many minutes are in an hour?",
@@ -101,15 +107,18 @@ FACTS = [
      "The chemical formula of water is H2O."),
     ("水在多少度结冰？", "水在0摄氏度结冰。", "At what temperature does water freeze?",
      "Water freezes at 0 degrees Celsius."),
-    ("水在多少度沸腾？", "在标准大气压下，水在100摄氏度沸腾。", "At what temperature does water boil?",
+    ("水在多少度沸腾？", "在标准大气压下，水在100摄氏度沸腾。",
+     "At what temperature does water boil?",
      "At sea level, water boils at 100 degrees Celsius."),
     ("冰是什么？", "冰是固态的水。", "What is ice?", "Ice is water in solid form."),
     ("太阳系中最大的行星是什么？", "太阳系中最大的行星是木星。",
      "What is the largest planet in the solar system?", "The largest planet is Jupiter."),
     ("离太阳最近的行星是什么？", "离太阳最近的行星是水星。",
      "Which planet is closest to the Sun?", "Mercury is the closest planet to the Sun."),
-    ("月球是什么？", "月球是地球的天然卫星。", "What is the Moon?", "The Moon is Earth's natural satellite."),
-    ("太阳从哪个方向升起？", "太阳从东方升起。", "Where does the Sun rise?", "The Sun rises in the east."),
+    ("月球是什么？", "月球是地球的天然卫星。", "What is the Moon?",
+     "The Moon is Earth's natural satellite."),
+    ("太阳从哪个方向升起？", "太阳从东方升起。", "Where does the Sun rise?",
+     "The Sun rises in the east."),
     ("光速大约是多少？", "光速大约是每秒30万千米。", "How fast is light?",
      "Light travels about 300,000 kilometers per second."),
     ("世界上最高的山峰是什么？", "世界上最高的山峰是珠穆朗玛峰。",
@@ -123,7 +132,8 @@ FACTS = [
     ("长城在哪个国家？", "长城在中国。", "Where is the Great Wall?", "The Great Wall is in China."),
     ("彩虹有几种颜色？", "彩虹有七种颜色。", "How many colors does a rainbow have?",
      "A rainbow has seven colors."),
-    ("蜘蛛有几条腿？", "蜘蛛有八条腿。", "How many legs does a spider have?", "A spider has eight legs."),
+    ("蜘蛛有几条腿？", "蜘蛛有八条腿。", "How many legs does a spider have?",
+     "A spider has eight legs."),
     ("昆虫有几条腿？", "昆虫有六条腿。", "How many legs does an insect have?",
      "An insect has six legs."),
     ("三角形有几条边？", "三角形有三条边。", "How many sides does a triangle have?",
@@ -134,7 +144,8 @@ FACTS = [
      "Plants make their food by photosynthesis."),
     ("人呼吸需要什么气体？", "人呼吸需要氧气。", "What gas do people need to breathe?",
      "People need oxygen to breathe."),
-    ("人体最大的器官是什么？", "人体最大的器官是皮肤。", "What is the largest organ of the human body?",
+    ("人体最大的器官是什么？", "人体最大的器官是皮肤。",
+     "What is the largest organ of the human body?",
      "The largest organ of the human body is the skin."),
     ("大熊猫主要吃什么？", "大熊猫主要吃竹子。", "What do giant pandas eat?",
      "Giant pandas mainly eat bamboo."),
@@ -145,7 +156,8 @@ FACTS = [
      "Isaac Newton discovered the law of gravity."),
     ("Python是什么？", "Python是一种流行的编程语言。", "What is Python?",
      "Python is a popular programming language."),
-    ("MLX是什么？", "MLX是一个机器学习框架。", "What is MLX?", "MLX is a machine learning framework."),
+    ("MLX是什么？", "MLX是一个机器学习框架。", "What is MLX?",
+     "MLX is a machine learning framework."),
     ("CPU是什么的缩写？", "CPU是中央处理器的缩写。", "What does CPU stand for?",
      "CPU stands for central processing unit."),
 ]
@@ -170,15 +182,15 @@ def fact_bank() -> tuple[Fact, ...]:
     out = []
     for row in CAPITALS.split("|"):
         c, cap, C, Cap = row.split(":")
-        out.append(Fact(_wrap([f"{c}的首都是哪里？", f"{c}的首都是哪个城市？"], ZH_WRAP),
-                        f"{c}的首都是{cap}。",
-                        _wrap([f"What is the capital of {C}?", f"Which city is the capital of {C}?"],
-                              EN_WRAP), f"The capital of {C} is {Cap}."))
+        zh_q = [f"{c}的首都是哪里？", f"{c}的首都是哪个城市？"]
+        en_q = [f"What is the capital of {C}?", f"Which city is the capital of {C}?"]
+        out.append(Fact(_wrap(zh_q, ZH_WRAP), f"{c}的首都是{cap}。", _wrap(en_q, EN_WRAP),
+                        f"The capital of {C} is {Cap}."))
     for row in OPPOSITES.split("|"):
-        w, o, W, O = row.split(":")
+        w, o, w_en, o_en = row.split(":")
         out.append(Fact(_wrap([f"“{w}”的反义词是什么？"], ZH_WRAP), f"“{w}”的反义词是“{o}”。",
-                        _wrap([f"What is the opposite of '{W}'?"], EN_WRAP),
-                        f"The opposite of '{W}' is '{O}'."))
+                        _wrap([f"What is the opposite of '{w_en}'?"], EN_WRAP),
+                        f"The opposite of '{w_en}' is '{o_en}'."))
     for zq, za, eq, ea in FACTS:
         out.append(Fact(_wrap([zq], ZH_WRAP), za, _wrap([eq], EN_WRAP), ea))
     return tuple(out)

@@ -79,13 +79,14 @@ def load_run_model(ns: argparse.Namespace, cfg: TrainConfig):
     from minillm.tokenizer import load_tokenizer
     from minillm.train.state import load_state
 
-    base = ns.init_from
+    base = base_model = ns.init_from
     if ns.resume:
         st = load_state(ns.resume)
-        base = st.path
+        base, base_model = st.path, None
         if st.lora:  # adapters resume on top of the original base weights
             cfg_file = Path(st.path) / "adapter_config.json"
             base = json.loads(cfg_file.read_text(encoding="utf-8")).get("base_model") or ""
+            base_model = base
         if not (Path(base) / "config.json").is_file():
             raise FileNotFoundError(f"LoRA base model {base} (from {st.path}) is missing; "
                                     "restore it to resume this LoRA run")
@@ -99,7 +100,7 @@ def load_run_model(ns: argparse.Namespace, cfg: TrainConfig):
         model = Model(model_args_from(ns, tokenizer.vocab_size))
         init_weights(model, cfg.seed)
     check_vocab(model, tokenizer, Path(base or "--vocab_size") / "config.json")
-    return model, tokenizer, ns.init_from
+    return model, tokenizer, base_model
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -122,16 +123,19 @@ def main(argv: list[str] | None = None) -> int:
     paths = resolve_data_spec(ns.data_path, task=ns.task, data_dir=ns.data_dir,
                               hf_endpoint=ns.hf_endpoint, max_download_mb=ns.max_download_mb,
                               force_download=ns.force_download, repo_id=ns.hf_dataset_repo)
+    epochs = max(1, math.ceil(cfg.epochs))
     batches = Batches(paths, tokenizer, ns.task, cfg.seq_len, cfg.batch_size, seed=cfg.seed,
-                      epochs=max(1, math.ceil(cfg.epochs)), shuffle_buffer=ns.shuffle_buffer,
+                      epochs=epochs, shuffle_buffer=ns.shuffle_buffer,
                       bucket_sizes=int_list(ns.bucket_sizes), sparse_loss=cfg.sparse_loss,
                       label_bucket_sizes=int_list(ns.label_bucket_sizes),
                       skip_bad_lines=ns.skip_bad_lines)
     if cfg.max_steps:
         total = cfg.max_steps
     else:
-        per_epoch = batches.num_batches() / max(1, math.ceil(cfg.epochs))
-        total = cfg.steps_for(max(1, round(per_epoch)))
+        # num_batches() counts all `epochs` passes (pretrain rows run on across epochs), so
+        # scale epochs by 1/epochs rather than rounding a per-epoch count
+        total = dataclasses.replace(cfg, epochs=cfg.epochs / epochs).steps_for(
+            batches.num_batches())
     start = None
     if ns.resume:
         start = find_checkpoint(ns.resume)
