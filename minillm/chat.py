@@ -51,8 +51,10 @@ class Conversation:
             self.dropped += 1
             ids = chat_prompt(self.tokenizer, self.messages(user))
         if self.max_tokens is not None and len(ids) > self.max_tokens:
-            raise ValueError(f"the message needs {len(ids)} tokens but the context allows "
-                             f"{self.max_tokens}; send something shorter")
+            raise ValueError(
+                f"the message needs {len(ids)} tokens but the context allows "
+                f"{self.max_tokens}; send something shorter"
+            )
         return ids
 
     def add(self, user: str, reply: str) -> None:
@@ -92,12 +94,19 @@ def handle_command(conv: Conversation, line: str) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="minillm chat", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="minillm chat",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_sampling_args(p)
-    p.add_argument("--max_history_tokens", type=int, default=None,
-                   help="drop the oldest turns once the prompt would exceed this "
-                        "(default: max_seq_len - max_new_tokens)")
+    p.add_argument(
+        "--max_history_tokens",
+        type=int,
+        default=None,
+        help="drop the oldest turns once the prompt would exceed this "
+        "(default: max_seq_len - max_new_tokens)",
+    )
     p.add_argument("--verbose", action="store_true", help="per-turn token counts on stderr")
     ns = p.parse_args(argv)
     kwargs = sampling_kwargs(ns)
@@ -142,8 +151,11 @@ def main(argv: list[str] | None = None) -> int:
             hinted = True
             print(empty_hint("chat", gen), file=sys.stderr)
         if ns.verbose:
-            print(f"{stats_line('chat', gen)} | turn {turn}, {len(conv.turns)} turns in history, "
-                  f"{conv.dropped} dropped", file=sys.stderr)
+            print(
+                f"{stats_line('chat', gen)} | turn {turn}, {len(conv.turns)} turns in history, "
+                f"{conv.dropped} dropped",
+                file=sys.stderr,
+            )
 
 
 if __name__ == "__main__":

@@ -24,8 +24,13 @@ DTYPE_NAMES = {v: k for k, v in DTYPES.items()}
 
 
 def parse_dtype(name: str) -> mx.Dtype:
-    aliases = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16", "f32": "float32",
-               "f16": "float16"}
+    aliases = {
+        "fp32": "float32",
+        "bf16": "bfloat16",
+        "fp16": "float16",
+        "f32": "float32",
+        "f16": "float16",
+    }
     name = aliases.get(name, name)
     if name not in DTYPES:
         raise ValueError(f"unknown dtype {name!r}; use one of {', '.join(DTYPES)}")
@@ -38,16 +43,24 @@ def model_dtype(model: nn.Module) -> mx.Dtype:
 
 def cast_model(model: nn.Module, dtype: mx.Dtype) -> None:
     """Cast every floating parameter to `dtype` (norms included)."""
-    model.update(nn.utils.tree_map(
-        lambda p: p.astype(dtype) if mx.issubdtype(p.dtype, mx.floating) else p,
-        model.parameters(),
-    ))
+    model.update(
+        nn.utils.tree_map(
+            lambda p: p.astype(dtype) if mx.issubdtype(p.dtype, mx.floating) else p,
+            model.parameters(),
+        )
+    )
 
 
 def hf_config(args: ModelArgs, dtype: mx.Dtype) -> dict[str, Any]:
     cfg = args.to_dict()
-    cfg.update(architectures=["LlamaForCausalLM"], torch_dtype=DTYPE_NAMES[dtype],
-               attention_dropout=0.0, initializer_range=0.02, pretraining_tp=1, use_cache=True)
+    cfg.update(
+        architectures=["LlamaForCausalLM"],
+        torch_dtype=DTYPE_NAMES[dtype],
+        attention_dropout=0.0,
+        initializer_range=0.02,
+        pretraining_tp=1,
+        use_cache=True,
+    )
     return cfg
 
 
@@ -55,8 +68,12 @@ def write_json(path: Path, obj: Any) -> None:
     path.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
-def save_model(out_dir: str | os.PathLike, model: Model, tokenizer: Tokenizer,
-               extra_files: dict[str, Any] | None = None) -> Path:
+def save_model(
+    out_dir: str | os.PathLike,
+    model: Model,
+    tokenizer: Tokenizer,
+    extra_files: dict[str, Any] | None = None,
+) -> Path:
     """Write `out_dir` atomically: files go to a temp folder beside it, then one rename."""
     out = Path(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -67,11 +84,17 @@ def save_model(out_dir: str | os.PathLike, model: Model, tokenizer: Tokenizer,
         weights = dict(nn.utils.tree_flatten(model.parameters()))
         mx.save_safetensors(str(tmp / "model.safetensors"), weights, metadata={"format": "mlx"})
         eos = sorted({args.eos_token_id, *tokenizer.eos_ids})
-        write_json(tmp / "generation_config.json", {
-            "bos_token_id": args.bos_token_id, "eos_token_id": eos,
-            "pad_token_id": args.pad_token_id, "do_sample": True, "temperature": 0.7,
-            "top_p": 0.9,
-        })
+        write_json(
+            tmp / "generation_config.json",
+            {
+                "bos_token_id": args.bos_token_id,
+                "eos_token_id": eos,
+                "pad_token_id": args.pad_token_id,
+                "do_sample": True,
+                "temperature": 0.7,
+                "top_p": 0.9,
+            },
+        )
         tokenizer.save(tmp)
         for name, obj in (extra_files or {}).items():
             write_json(tmp / name, obj)
@@ -106,8 +129,10 @@ def read_config(path: Path) -> ModelArgs:
             raise ValueError("top level is not a JSON object")
         return ModelArgs.from_dict(cfg)
     except (ValueError, TypeError) as e:
-        raise ValueError(f"{cfg_path}: invalid config ({e}); fix the file or re-create the "
-                         "checkpoint with `minillm init`") from None
+        raise ValueError(
+            f"{cfg_path}: invalid config ({e}); fix the file or re-create the "
+            "checkpoint with `minillm init`"
+        ) from None
 
 
 def read_weights(path: Path) -> dict[str, mx.array]:
@@ -122,8 +147,9 @@ def read_weights(path: Path) -> dict[str, mx.array]:
         try:
             weights.update(mx.load(str(f)))
         except Exception as e:  # mlx raises RuntimeError/ValueError for bad headers and sizes
-            raise ValueError(f"{f} is truncated or corrupt ({e}); re-save or re-download it") \
-                from None
+            raise ValueError(
+                f"{f} is truncated or corrupt ({e}); re-save or re-download it"
+            ) from None
     return weights
 
 
@@ -170,8 +196,9 @@ def check_vocab(model: Model, tokenizer: Tokenizer, where: Path) -> None:
         )
 
 
-def load(path: str | os.PathLike, tokenizer_path: str | None = None,
-         dtype: mx.Dtype | None = None) -> tuple[Model, Tokenizer]:
+def load(
+    path: str | os.PathLike, tokenizer_path: str | None = None, dtype: mx.Dtype | None = None
+) -> tuple[Model, Tokenizer]:
     """Load `(model, tokenizer)` from a checkpoint folder, like `mlx_lm.load`.
 
     The tokenizer comes from `tokenizer_path`, else the folder itself, else the built-in one.

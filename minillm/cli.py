@@ -21,8 +21,12 @@ VERBS = {
 }
 
 
-def run(main: Callable[[list[str] | None], object], argv: list[str] | None = None,
-        prog: str | None = None, entry: bool | None = None) -> None:
+def run(
+    main: Callable[[list[str] | None], object],
+    argv: list[str] | None = None,
+    prog: str | None = None,
+    entry: bool | None = None,
+) -> None:
     """Run a verb's main; user errors become one line on stderr and exit code 2.
 
     Set MINILLM_DEBUG=1 to see the full traceback instead.
@@ -44,8 +48,13 @@ def run(main: Callable[[list[str] | None], object], argv: list[str] | None = Non
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         sys.exit(130)
-    except (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError,
-            PermissionError) as e:
+    except (
+        ValueError,
+        FileNotFoundError,
+        NotADirectoryError,
+        IsADirectoryError,
+        PermissionError,
+    ) as e:
         if os.environ.get("MINILLM_DEBUG"):
             raise
         print(f"{prog}: error: {e}", file=sys.stderr)

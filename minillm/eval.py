@@ -20,9 +20,14 @@ import mlx.core as mx
 import mlx.nn as nn
 
 
-def evaluate(model: nn.Module, batches: Iterable, *, max_batches: int = 0,
-             chunk_size: int = 256,
-             on_batch: Callable[[int, float, float], None] | None = None) -> dict[str, Any]:
+def evaluate(
+    model: nn.Module,
+    batches: Iterable,
+    *,
+    max_batches: int = 0,
+    chunk_size: int = 256,
+    on_batch: Callable[[int, float, float], None] | None = None,
+) -> dict[str, Any]:
     """Token-weighted mean next-token loss of `model` over `batches` (at most `max_batches`,
     0 = all). Returns `{"batches", "tokens", "avg_loss", "ppl", "tok_s", "seconds"}`.
     `on_batch(i, loss_sum, n_tokens)` is called after each batch with running totals."""
@@ -36,8 +41,9 @@ def evaluate(model: nn.Module, batches: Iterable, *, max_batches: int = 0,
         if max_batches and n_batches >= max_batches:
             break
         arrays = to_arrays(batch)
-        loss, n = lm_loss(model, {k: arrays[k] for k in ("inputs", "targets", "mask")},
-                          chunk_size=chunk_size)
+        loss, n = lm_loss(
+            model, {k: arrays[k] for k in ("inputs", "targets", "mask")}, chunk_size=chunk_size
+        )
         mx.eval(loss, n)
         total += loss.item()
         n_tok += n.item()
@@ -46,12 +52,19 @@ def evaluate(model: nn.Module, batches: Iterable, *, max_batches: int = 0,
             on_batch(n_batches, total, n_tok)
     dt = time.perf_counter() - t0
     if n_tok == 0:
-        raise ValueError(f"no trained tokens in {n_batches} batches; check --task and the data "
-                         "(SFT needs assistant turns)")
+        raise ValueError(
+            f"no trained tokens in {n_batches} batches; check --task and the data "
+            "(SFT needs assistant turns)"
+        )
     avg = total / n_tok
-    return {"batches": n_batches, "tokens": int(n_tok), "avg_loss": avg,
-            "ppl": math.exp(avg) if avg < 700 else float("inf"),
-            "tok_s": n_tok / max(dt, 1e-9), "seconds": dt}
+    return {
+        "batches": n_batches,
+        "tokens": int(n_tok),
+        "avg_loss": avg,
+        "ppl": math.exp(avg) if avg < 700 else float("inf"),
+        "tok_s": n_tok / max(dt, 1e-9),
+        "seconds": dt,
+    }
 
 
 def resolve_checkpoint(path: str) -> str:
@@ -68,17 +81,32 @@ def resolve_checkpoint(path: str) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="minillm eval", description=__doc__)
-    p.add_argument("--checkpoint", required=True,
-                   help="checkpoint folder, or a run folder (its newest checkpoint)")
-    p.add_argument("--adapter_path", default=None,
-                   help="LoRA adapter folder, fused into the checkpoint's weights at load")
-    p.add_argument("--tokenizer_path", default=None,
-                   help="tokenizer folder (default: the checkpoint's, else the built-in one)")
-    p.add_argument("--dtype", default=None,
-                   help="cast weights to float32 | bfloat16 | float16 (default: as saved)")
+    p.add_argument(
+        "--checkpoint",
+        required=True,
+        help="checkpoint folder, or a run folder (its newest checkpoint)",
+    )
+    p.add_argument(
+        "--adapter_path",
+        default=None,
+        help="LoRA adapter folder, fused into the checkpoint's weights at load",
+    )
+    p.add_argument(
+        "--tokenizer_path",
+        default=None,
+        help="tokenizer folder (default: the checkpoint's, else the built-in one)",
+    )
+    p.add_argument(
+        "--dtype",
+        default=None,
+        help="cast weights to float32 | bfloat16 | float16 (default: as saved)",
+    )
     p.add_argument("--task", choices=["pretrain", "sft"], default="pretrain")
-    p.add_argument("--data_path", required=True,
-                   help="comma list of JSONL files, dirs, globs, http(s) URLs, minimind:* aliases")
+    p.add_argument(
+        "--data_path",
+        required=True,
+        help="comma list of JSONL files, dirs, globs, http(s) URLs, minimind:* aliases",
+    )
     p.add_argument("--data_dir", default="./dataset", help="download cache for URLs and aliases")
     p.add_argument("--hf_dataset_repo", default="jingyaogong/minimind_dataset")
     p.add_argument("--hf_endpoint", default=None, help="hub endpoint (default: $HF_ENDPOINT)")
@@ -87,12 +115,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seq_len", type=int, default=1024)
     p.add_argument("--batch_size", type=int, default=1)
     p.add_argument("--max_batches", type=int, default=100, help="0 evaluates all the data")
-    p.add_argument("--logits_chunk_size", type=int, default=256,
-                   help="LM-head positions per chunk (0: full logits at once)")
-    p.add_argument("--log_interval", type=int, default=10,
-                   help="print the running loss every n batches (0: only the result)")
-    p.add_argument("--skip_bad_lines", action="store_true",
-                   help="count and skip malformed JSONL lines instead of stopping")
+    p.add_argument(
+        "--logits_chunk_size",
+        type=int,
+        default=256,
+        help="LM-head positions per chunk (0: full logits at once)",
+    )
+    p.add_argument(
+        "--log_interval",
+        type=int,
+        default=10,
+        help="print the running loss every n batches (0: only the result)",
+    )
+    p.add_argument(
+        "--skip_bad_lines",
+        action="store_true",
+        help="count and skip malformed JSONL lines instead of stopping",
+    )
     p.add_argument("--out_json", default=None, help="also write the result to this JSON file")
     return p
 
@@ -119,29 +158,54 @@ def main(argv: list[str] | None = None) -> int:
     model, tokenizer = load_with_adapters(checkpoint, ns.tokenizer_path, ns.dtype, adapters)
     limit = model.args.max_position_embeddings
     if ns.seq_len > limit:
-        raise ValueError(f"--seq_len={ns.seq_len} exceeds the model's max_position_embeddings="
-                         f"{limit}; lower --seq_len")
-    paths = resolve_data_spec(ns.data_path, task=ns.task, data_dir=ns.data_dir,
-                              hf_endpoint=ns.hf_endpoint, max_download_mb=ns.max_download_mb,
-                              force_download=ns.force_download, repo_id=ns.hf_dataset_repo)
-    batches = Batches(paths, tokenizer, ns.task, ns.seq_len, ns.batch_size,
-                      skip_bad_lines=ns.skip_bad_lines)
+        raise ValueError(
+            f"--seq_len={ns.seq_len} exceeds the model's max_position_embeddings="
+            f"{limit}; lower --seq_len"
+        )
+    paths = resolve_data_spec(
+        ns.data_path,
+        task=ns.task,
+        data_dir=ns.data_dir,
+        hf_endpoint=ns.hf_endpoint,
+        max_download_mb=ns.max_download_mb,
+        force_download=ns.force_download,
+        repo_id=ns.hf_dataset_repo,
+    )
+    batches = Batches(
+        paths, tokenizer, ns.task, ns.seq_len, ns.batch_size, skip_bad_lines=ns.skip_bad_lines
+    )
     of = f"/{ns.max_batches}" if ns.max_batches else ""
 
     def on_batch(i: int, total: float, n: float) -> None:
         if ns.log_interval and i % ns.log_interval == 0:
-            print(f"[eval] batch {i}{of} loss={total / max(n, 1.0):.4f} tokens={int(n)}",
-                  file=sys.stderr, flush=True)
+            print(
+                f"[eval] batch {i}{of} loss={total / max(n, 1.0):.4f} tokens={int(n)}",
+                file=sys.stderr,
+                flush=True,
+            )
 
-    res = evaluate(model, batches, max_batches=ns.max_batches,
-                   chunk_size=ns.logits_chunk_size, on_batch=on_batch)
+    res = evaluate(
+        model,
+        batches,
+        max_batches=ns.max_batches,
+        chunk_size=ns.logits_chunk_size,
+        on_batch=on_batch,
+    )
     if batches.skipped:
         print(f"[eval] {format_skipped(batches.skipped)}", file=sys.stderr)
-    print(f"[eval] batches={res['batches']} tokens={res['tokens']} "
-          f"avg_loss={res['avg_loss']:.4f} ppl={res['ppl']:.2f} tok/s={res['tok_s']:.0f}")
-    record = {"checkpoint": checkpoint, "adapter_path": adapters, "task": ns.task,
-              "data": [str(p) for p in paths], "seq_len": ns.seq_len,
-              "skipped": sum(batches.skipped.values()), **res}
+    print(
+        f"[eval] batches={res['batches']} tokens={res['tokens']} "
+        f"avg_loss={res['avg_loss']:.4f} ppl={res['ppl']:.2f} tok/s={res['tok_s']:.0f}"
+    )
+    record = {
+        "checkpoint": checkpoint,
+        "adapter_path": adapters,
+        "task": ns.task,
+        "data": [str(p) for p in paths],
+        "seq_len": ns.seq_len,
+        "skipped": sum(batches.skipped.values()),
+        **res,
+    }
     line = json.dumps(record)
     print(line, flush=True)
     if ns.out_json:

@@ -22,16 +22,20 @@ def find_adapters(path: str | os.PathLike) -> Path:
 
     p = Path(path)
     if not p.is_dir():
-        raise FileNotFoundError(f"adapter folder {p} does not exist; pass a folder written by a "
-                                "LoRA run (`minillm train --lora_r R`)")
+        raise FileNotFoundError(
+            f"adapter folder {p} does not exist; pass a folder written by a "
+            "LoRA run (`minillm train --lora_r R`)"
+        )
     if not (p / ADAPTER_CONFIG).is_file():
         ckpt = find_checkpoint(p)
         if ckpt is not None and (ckpt / ADAPTER_CONFIG).is_file():
             p = ckpt
     for name in (ADAPTER_CONFIG, ADAPTER_WEIGHTS):
         if not (p / name).is_file():
-            raise FileNotFoundError(f"{p / name} is missing; pass a folder holding "
-                                    f"{ADAPTER_WEIGHTS} and {ADAPTER_CONFIG} (a LoRA checkpoint)")
+            raise FileNotFoundError(
+                f"{p / name} is missing; pass a folder holding "
+                f"{ADAPTER_WEIGHTS} and {ADAPTER_CONFIG} (a LoRA checkpoint)"
+            )
     return p
 
 
@@ -54,8 +58,13 @@ def resolve_base(model: str | None, adapters: Path) -> str:
     return base
 
 
-def fuse_adapters(model_path: str, adapter_path: str | os.PathLike, out_dir: str | os.PathLike,
-                  dtype: str | None = None, tokenizer_path: str | None = None) -> Path:
+def fuse_adapters(
+    model_path: str,
+    adapter_path: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    dtype: str | None = None,
+    tokenizer_path: str | None = None,
+) -> Path:
     """Load `model_path`, fuse the adapters of `adapter_path` and save the result to `out_dir`."""
     from minillm.checkpoint import save_model
     from minillm.infer import load_with_adapters
@@ -67,17 +76,32 @@ def fuse_adapters(model_path: str, adapter_path: str | os.PathLike, out_dir: str
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="minillm fuse", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default=None,
-                   help="base checkpoint folder (default: base_model in adapter_config.json)")
-    p.add_argument("--adapter_path", required=True,
-                   help="folder with adapters.safetensors + adapter_config.json, or a LoRA run")
+    p = argparse.ArgumentParser(
+        prog="minillm fuse",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--model",
+        default=None,
+        help="base checkpoint folder (default: base_model in adapter_config.json)",
+    )
+    p.add_argument(
+        "--adapter_path",
+        required=True,
+        help="folder with adapters.safetensors + adapter_config.json, or a LoRA run",
+    )
     p.add_argument("--out_dir", required=True, help="checkpoint folder to write")
-    p.add_argument("--dtype", default=None,
-                   help="save as float32 | bfloat16 | float16 (default: the base model's)")
-    p.add_argument("--tokenizer_path", default=None,
-                   help="tokenizer to save with the model (default: the base model's)")
+    p.add_argument(
+        "--dtype",
+        default=None,
+        help="save as float32 | bfloat16 | float16 (default: the base model's)",
+    )
+    p.add_argument(
+        "--tokenizer_path",
+        default=None,
+        help="tokenizer to save with the model (default: the base model's)",
+    )
     ns = p.parse_args(argv)
     if ns.dtype:
         from minillm.checkpoint import parse_dtype

@@ -63,8 +63,9 @@ def apply_repetition_penalty(logits: mx.array, context: mx.array, penalty: float
     positive logits are divided by `penalty`, negative ones multiplied."""
     V = logits.shape[-1]
     ids = mx.where(context < 0, V, context)
-    seen = mx.put_along_axis(mx.zeros((logits.shape[0], V + 1), mx.bool_), ids,
-                             mx.array(True), axis=-1)[:, :V]
+    seen = mx.put_along_axis(
+        mx.zeros((logits.shape[0], V + 1), mx.bool_), ids, mx.array(True), axis=-1
+    )[:, :V]
     penalized = mx.where(logits < 0, logits * penalty, logits / penalty)
     return mx.where(seen, penalized, logits)
 
@@ -93,8 +94,13 @@ def top_p_filter(logits: mx.array, p: float) -> mx.array:
 _split = mx.vmap(lambda k: mx.random.split(k))
 
 
-def sample(logits: mx.array, keys: mx.array | None, temperature: float = 0.0, top_k: int = 0,
-           top_p: float = 1.0) -> tuple[mx.array, mx.array | None]:
+def sample(
+    logits: mx.array,
+    keys: mx.array | None,
+    temperature: float = 0.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+) -> tuple[mx.array, mx.array | None]:
     """Next token per row of `logits` [B, V]; `keys` [B, 2] holds one PRNG key per row.
 
     Returns the tokens and the advanced keys. Temperature 0 is argmax (keys untouched).
@@ -108,8 +114,14 @@ def sample(logits: mx.array, keys: mx.array | None, temperature: float = 0.0, to
     return mx.argmax(logits + gumbel, axis=-1), pair[:, 0]
 
 
-def check_sampling(temperature: float, top_p: float, top_k: int, repetition_penalty: float,
-                   max_new_tokens: int, min_new_tokens: int) -> None:
+def check_sampling(
+    temperature: float,
+    top_p: float,
+    top_k: int,
+    repetition_penalty: float,
+    max_new_tokens: int,
+    min_new_tokens: int,
+) -> None:
     """Raise ValueError for out-of-range sampling options."""
     if temperature < 0:
         raise ValueError(f"temperature={temperature} must be >= 0 (0 = greedy)")
@@ -120,15 +132,25 @@ def check_sampling(temperature: float, top_p: float, top_k: int, repetition_pena
     if repetition_penalty <= 0:
         raise ValueError(f"repetition_penalty={repetition_penalty} must be > 0 (1 = off)")
     if max_new_tokens < 1 or min_new_tokens < 0:
-        raise ValueError(f"max_new_tokens={max_new_tokens} must be >= 1 and "
-                         f"min_new_tokens={min_new_tokens} >= 0")
+        raise ValueError(
+            f"max_new_tokens={max_new_tokens} must be >= 1 and min_new_tokens={min_new_tokens} >= 0"
+        )
 
 
 def stream_generate(
-    model: Model, tokenizer, prompts: list[list[int]], *, max_new_tokens: int = 256,
-    min_new_tokens: int = 0, temperature: float = 0.0, top_p: float = 1.0, top_k: int = 0,
-    repetition_penalty: float = 1.0, repetition_context_size: int | None = None,
-    seed: int | None = None, stop_ids: Iterable[int] | None = None,
+    model: Model,
+    tokenizer,
+    prompts: list[list[int]],
+    *,
+    max_new_tokens: int = 256,
+    min_new_tokens: int = 0,
+    temperature: float = 0.0,
+    top_p: float = 1.0,
+    top_k: int = 0,
+    repetition_penalty: float = 1.0,
+    repetition_context_size: int | None = None,
+    seed: int | None = None,
+    stop_ids: Iterable[int] | None = None,
     max_seq_len: int | None = None,
 ) -> Iterator[Token | list[Generation]]:
     """Generate for all `prompts` at once, yielding a `Token` per running sequence and step,
@@ -144,8 +166,10 @@ def stream_generate(
     limit = max_seq_len or model.args.max_position_embeddings
     for i, n in enumerate(lengths):
         if n >= limit:
-            raise ValueError(f"prompt {i} has {n} tokens but max_seq_len={limit} leaves no room "
-                             "for a reply; shorten the prompt or raise max_seq_len")
+            raise ValueError(
+                f"prompt {i} has {n} tokens but max_seq_len={limit} leaves no room "
+                "for a reply; shorten the prompt or raise max_seq_len"
+            )
     budgets = [min(max_new_tokens, limit - n) for n in lengths]
     B, P, steps = len(prompts), max(lengths), max(budgets)
     V = model.args.vocab_size
@@ -220,20 +244,44 @@ def stream_generate(
             break
         y = next_y
     gen_time = time.perf_counter() - tic
-    yield [Generation(toks, tokenizer.decode(toks), r, n, prompt_time, gen_time)
-           for toks, r, n in zip(out, reasons, lengths, strict=True)]
+    yield [
+        Generation(toks, tokenizer.decode(toks), r, n, prompt_time, gen_time)
+        for toks, r, n in zip(out, reasons, lengths, strict=True)
+    ]
 
 
 def generate(
-    model: Model, tokenizer, prompts: list[list[int]], *, max_new_tokens: int = 256,
-    min_new_tokens: int = 0, temperature: float = 0.0, top_p: float = 1.0, top_k: int = 0,
-    repetition_penalty: float = 1.0, repetition_context_size: int | None = None,
-    seed: int | None = None, stop_ids: Iterable[int] | None = None,
+    model: Model,
+    tokenizer,
+    prompts: list[list[int]],
+    *,
+    max_new_tokens: int = 256,
+    min_new_tokens: int = 0,
+    temperature: float = 0.0,
+    top_p: float = 1.0,
+    top_k: int = 0,
+    repetition_penalty: float = 1.0,
+    repetition_context_size: int | None = None,
+    seed: int | None = None,
+    stop_ids: Iterable[int] | None = None,
     max_seq_len: int | None = None,
 ) -> list[Generation]:
     """Generate a reply for each prompt (token ids); see `stream_generate`."""
-    return deque(stream_generate(
-        model, tokenizer, prompts, max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens,
-        temperature=temperature, top_p=top_p, top_k=top_k, repetition_penalty=repetition_penalty,
-        repetition_context_size=repetition_context_size, seed=seed, stop_ids=stop_ids,
-        max_seq_len=max_seq_len), maxlen=1)[0]
+    return deque(
+        stream_generate(
+            model,
+            tokenizer,
+            prompts,
+            max_new_tokens=max_new_tokens,
+            min_new_tokens=min_new_tokens,
+            temperature=temperature,
+            top_p=top_p,
+            top_k=top_k,
+            repetition_penalty=repetition_penalty,
+            repetition_context_size=repetition_context_size,
+            seed=seed,
+            stop_ids=stop_ids,
+            max_seq_len=max_seq_len,
+        ),
+        maxlen=1,
+    )[0]

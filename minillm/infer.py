@@ -9,42 +9,72 @@ from typing import Any
 
 def add_sampling_args(p: argparse.ArgumentParser) -> None:
     """Flags shared by `infer` and `chat`: checkpoint, sampling and context limits."""
-    p.add_argument("--checkpoint", required=True,
-                   help="checkpoint folder (config.json + model.safetensors)")
-    p.add_argument("--tokenizer_path", default=None,
-                   help="tokenizer folder (default: the checkpoint's, else the built-in one)")
-    p.add_argument("--adapter_path", default=None,
-                   help="LoRA adapter folder (adapters.safetensors + adapter_config.json), "
-                        "fused into the weights at load")
+    p.add_argument(
+        "--checkpoint", required=True, help="checkpoint folder (config.json + model.safetensors)"
+    )
+    p.add_argument(
+        "--tokenizer_path",
+        default=None,
+        help="tokenizer folder (default: the checkpoint's, else the built-in one)",
+    )
+    p.add_argument(
+        "--adapter_path",
+        default=None,
+        help="LoRA adapter folder (adapters.safetensors + adapter_config.json), "
+        "fused into the weights at load",
+    )
     p.add_argument("--dtype", default=None, help="cast weights to float32 | bfloat16 | float16")
     p.add_argument("--system", default=None, help="system message")
     p.add_argument("--max_new_tokens", type=int, default=64)
-    p.add_argument("--min_new_tokens", type=int, default=0,
-                   help="forbid stopping before this many tokens")
+    p.add_argument(
+        "--min_new_tokens", type=int, default=0, help="forbid stopping before this many tokens"
+    )
     p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
     p.add_argument("--top_p", type=float, default=1.0, help="nucleus sampling mass (1 = off)")
     p.add_argument("--top_k", type=int, default=0, help="sample from the k best (0 = off)")
     p.add_argument("--repetition_penalty", type=float, default=1.0, help="HF-style (1 = off)")
     p.add_argument("--seed", type=int, default=1337)
-    p.add_argument("--max_seq_len", type=int, default=None,
-                   help="context limit (default: the model's max_position_embeddings)")
+    p.add_argument(
+        "--max_seq_len",
+        type=int,
+        default=None,
+        help="context limit (default: the model's max_position_embeddings)",
+    )
 
 
 def sampling_kwargs(ns: argparse.Namespace) -> dict[str, Any]:
     """`generate` keyword arguments from parsed flags, validated before the model loads."""
     from minillm.generate import check_sampling
 
-    check_sampling(ns.temperature, ns.top_p, ns.top_k, ns.repetition_penalty,
-                   ns.max_new_tokens, ns.min_new_tokens)
+    check_sampling(
+        ns.temperature,
+        ns.top_p,
+        ns.top_k,
+        ns.repetition_penalty,
+        ns.max_new_tokens,
+        ns.min_new_tokens,
+    )
     if ns.max_seq_len is not None and ns.max_seq_len < 2:
         raise ValueError(f"--max_seq_len={ns.max_seq_len} must be >= 2")
-    names = ("max_new_tokens", "min_new_tokens", "temperature", "top_p", "top_k",
-             "repetition_penalty", "seed", "max_seq_len")
+    names = (
+        "max_new_tokens",
+        "min_new_tokens",
+        "temperature",
+        "top_p",
+        "top_k",
+        "repetition_penalty",
+        "seed",
+        "max_seq_len",
+    )
     return {k: getattr(ns, k) for k in names}
 
 
-def load_with_adapters(checkpoint: str, tokenizer_path: str | None = None,
-                       dtype: str | None = None, adapter_path: str | None = None):
+def load_with_adapters(
+    checkpoint: str,
+    tokenizer_path: str | None = None,
+    dtype: str | None = None,
+    adapter_path: str | None = None,
+):
     """`(model, tokenizer)` of `checkpoint`, with the LoRA adapters of `adapter_path` (a folder
     with adapter_config.json, or a LoRA run) fused into its weights, so generation runs at the
     plain model's speed; cast to `dtype`."""
@@ -69,8 +99,9 @@ def load_with_adapters(checkpoint: str, tokenizer_path: str | None = None,
 
 
 def load_for_inference(ns: argparse.Namespace):
-    return load_with_adapters(ns.checkpoint, ns.tokenizer_path, ns.dtype,
-                              getattr(ns, "adapter_path", None))
+    return load_with_adapters(
+        ns.checkpoint, ns.tokenizer_path, ns.dtype, getattr(ns, "adapter_path", None)
+    )
 
 
 def chat_prompt(tokenizer, messages: list[dict[str, str]]) -> list[int]:
@@ -81,8 +112,9 @@ def chat_prompt(tokenizer, messages: list[dict[str, str]]) -> list[int]:
     return [int(t) for t in ids]
 
 
-def build_prompt(tokenizer, prompt: str, system: str | None = None,
-                 chat_template: bool = True) -> list[int]:
+def build_prompt(
+    tokenizer, prompt: str, system: str | None = None, chat_template: bool = True
+) -> list[int]:
     if not chat_template:
         return tokenizer.encode(prompt)
     messages = [{"role": "system", "content": system}] if system else []
@@ -92,15 +124,22 @@ def build_prompt(tokenizer, prompt: str, system: str | None = None,
 def stats_line(prog: str, gen) -> str:
     n = len(gen.tokens)
     tps = n / gen.gen_time if gen.gen_time > 0 else 0.0
-    return (f"[{prog}] prompt {gen.prompt_tokens} tok in {gen.prompt_time:.2f}s | generated {n} "
-            f"tok, {tps:.1f} tok/s | finish: {gen.finish_reason}")
+    return (
+        f"[{prog}] prompt {gen.prompt_tokens} tok in {gen.prompt_time:.2f}s | generated {n} "
+        f"tok, {tps:.1f} tok/s | finish: {gen.finish_reason}"
+    )
 
 
 def empty_hint(prog: str, gen) -> str:
-    why = ("the model ended its turn at once" if gen.finish_reason == "stop"
-           else "the tokens decode to nothing printable")
-    return (f"[{prog}] empty reply: {why}. An untrained or barely trained checkpoint does this; "
-            "try --min_new_tokens 8, --temperature 0.7, or train longer.")
+    why = (
+        "the model ended its turn at once"
+        if gen.finish_reason == "stop"
+        else "the tokens decode to nothing printable"
+    )
+    return (
+        f"[{prog}] empty reply: {why}. An untrained or barely trained checkpoint does this; "
+        "try --min_new_tokens 8, --temperature 0.7, or train longer."
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -108,8 +147,11 @@ def main(argv: list[str] | None = None) -> int:
     add_sampling_args(p)
     p.add_argument("--prompt", default="hi")
     p.add_argument("--stream", action="store_true", help="print tokens as they are generated")
-    p.add_argument("--no_chat_template", action="store_true",
-                   help="feed --prompt as raw text (plain continuation, no chat template)")
+    p.add_argument(
+        "--no_chat_template",
+        action="store_true",
+        help="feed --prompt as raw text (plain continuation, no chat template)",
+    )
     ns = p.parse_args(argv)
     kwargs = sampling_kwargs(ns)
 

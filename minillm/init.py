@@ -6,8 +6,16 @@ import argparse
 
 from minillm.model import PRESETS, ModelArgs
 
-DIM_FLAGS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
-             "intermediate_size", "head_dim", "vocab_size", "max_position_embeddings")
+DIM_FLAGS = (
+    "hidden_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "intermediate_size",
+    "head_dim",
+    "vocab_size",
+    "max_position_embeddings",
+)
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
@@ -49,8 +57,10 @@ def main(argv: list[str] | None = None) -> None:
     cast_model(model, dtype)
     out = save_model(ns.out_dir, model, tokenizer)
     n = num_params(model)
-    print(f"[init] preset={ns.preset} params={n / 1e6:.2f}M dtype={ns.dtype} "
-          f"size={n * dtype.size / 2**20:.1f} MiB -> {out}")
+    print(
+        f"[init] preset={ns.preset} params={n / 1e6:.2f}M dtype={ns.dtype} "
+        f"size={n * dtype.size / 2**20:.1f} MiB -> {out}"
+    )
 
 
 if __name__ == "__main__":

@@ -12,12 +12,19 @@ import mlx.nn as nn
 
 PRESETS: dict[str, dict[str, Any]] = {
     "tiny": dict(
-        hidden_size=256, num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=2,
+        hidden_size=256,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=2,
         intermediate_size=704,
     ),
     "200mb": dict(
-        hidden_size=768, num_hidden_layers=15, num_attention_heads=12, num_key_value_heads=3,
-        head_dim=64, intermediate_size=2048,
+        hidden_size=768,
+        num_hidden_layers=15,
+        num_attention_heads=12,
+        num_key_value_heads=3,
+        head_dim=64,
+        intermediate_size=2048,
     ),
 }
 

@@ -17,32 +17,80 @@ import sys
 import time
 from pathlib import Path
 
-SMOKE_MODEL = ["--preset", "custom", "--hidden_size", "128", "--num_hidden_layers", "2",
-               "--num_attention_heads", "4", "--num_key_value_heads", "2",
-               "--intermediate_size", "384"]
+SMOKE_MODEL = [
+    "--preset",
+    "custom",
+    "--hidden_size",
+    "128",
+    "--num_hidden_layers",
+    "2",
+    "--num_attention_heads",
+    "4",
+    "--num_key_value_heads",
+    "2",
+    "--intermediate_size",
+    "384",
+]
 IDENTITY_PROMPT = "请介绍一下自己。"
 
 
 def settings(smoke: bool) -> dict[str, str]:
     """Defaults of a normal and a smoke run; each can be overridden by the same-named env var."""
     if smoke:
-        d = dict(OUT_DIR="out/smoke", PRESET="custom", DTYPE="float32",
-                 PRETRAIN_SEQ_LEN="128", PRETRAIN_BATCH_SIZE="16", PRETRAIN_ACCUM_STEPS="1",
-                 PRETRAIN_MAX_STEPS="60", PRETRAIN_LR="3e-3", SFT_SEQ_LEN="128",
-                 SFT_BATCH_SIZE="16", SFT_ACCUM_STEPS="1", SFT_MAX_STEPS="150", SFT_LR="2e-3",
-                 LOG_INTERVAL="10", SAVE_INTERVAL="100", INFER_MAX_NEW_TOKENS="48",
-                 PRETRAIN_DATA="smoke", SFT_DATA="smoke", SFT_BUCKET_SIZES="48,64,96")
+        d = dict(
+            OUT_DIR="out/smoke",
+            PRESET="custom",
+            DTYPE="float32",
+            PRETRAIN_SEQ_LEN="128",
+            PRETRAIN_BATCH_SIZE="16",
+            PRETRAIN_ACCUM_STEPS="1",
+            PRETRAIN_MAX_STEPS="60",
+            PRETRAIN_LR="3e-3",
+            SFT_SEQ_LEN="128",
+            SFT_BATCH_SIZE="16",
+            SFT_ACCUM_STEPS="1",
+            SFT_MAX_STEPS="150",
+            SFT_LR="2e-3",
+            LOG_INTERVAL="10",
+            SAVE_INTERVAL="100",
+            INFER_MAX_NEW_TOKENS="48",
+            PRETRAIN_DATA="smoke",
+            SFT_DATA="smoke",
+            SFT_BUCKET_SIZES="48,64,96",
+        )
     else:
-        d = dict(OUT_DIR="out", PRESET="200mb", DTYPE="bfloat16",
-                 PRETRAIN_SEQ_LEN="1024", PRETRAIN_BATCH_SIZE="1", PRETRAIN_ACCUM_STEPS="8",
-                 PRETRAIN_MAX_STEPS="", PRETRAIN_LR="5e-4", SFT_SEQ_LEN="512",
-                 SFT_BATCH_SIZE="1", SFT_ACCUM_STEPS="8", SFT_MAX_STEPS="", SFT_LR="1e-4",
-                 LOG_INTERVAL="10", SAVE_INTERVAL="200", INFER_MAX_NEW_TOKENS="200",
-                 PRETRAIN_DATA="minimind:auto", SFT_DATA="minimind:auto",
-                 SFT_BUCKET_SIZES="128,256")
-    d.update(DATA_DIR="dataset/minimind", MAX_DOWNLOAD_MB="2048", KEEP_LAST_CHECKPOINTS="3",
-             PRETRAIN_EPOCHS="1", SFT_EPOCHS="1", INFER_PROMPT=IDENTITY_PROMPT,
-             INFER_TEMPERATURE="0", INFER_TOP_P="1.0", MLX_INIT_FROM="")
+        d = dict(
+            OUT_DIR="out",
+            PRESET="200mb",
+            DTYPE="bfloat16",
+            PRETRAIN_SEQ_LEN="1024",
+            PRETRAIN_BATCH_SIZE="1",
+            PRETRAIN_ACCUM_STEPS="8",
+            PRETRAIN_MAX_STEPS="",
+            PRETRAIN_LR="5e-4",
+            SFT_SEQ_LEN="512",
+            SFT_BATCH_SIZE="1",
+            SFT_ACCUM_STEPS="8",
+            SFT_MAX_STEPS="",
+            SFT_LR="1e-4",
+            LOG_INTERVAL="10",
+            SAVE_INTERVAL="200",
+            INFER_MAX_NEW_TOKENS="200",
+            PRETRAIN_DATA="minimind:auto",
+            SFT_DATA="minimind:auto",
+            SFT_BUCKET_SIZES="128,256",
+        )
+    d.update(
+        DATA_DIR="dataset/minimind",
+        MAX_DOWNLOAD_MB="2048",
+        KEEP_LAST_CHECKPOINTS="3",
+        PRETRAIN_EPOCHS="1",
+        SFT_EPOCHS="1",
+        INFER_PROMPT=IDENTITY_PROMPT,
+        INFER_TEMPERATURE="0",
+        INFER_TOP_P="1.0",
+        MLX_INIT_FROM="",
+    )
     return {k: os.environ.get(k, v) for k, v in d.items()}
 
 
@@ -61,16 +109,40 @@ def data_spec(name: str, task: str) -> str:
     return str(Path(SMOKE_DIR) / f"smoke_{task}.jsonl")
 
 
-def stage_args(task: str, s: dict[str, str], run_dir: Path, init_from: str | None,
-               extra: list[str]) -> list[str]:
+def stage_args(
+    task: str, s: dict[str, str], run_dir: Path, init_from: str | None, extra: list[str]
+) -> list[str]:
     p = task.upper()
-    args = ["--task", task, "--data_path", data_spec(s[f"{p}_DATA"], task),
-            "--data_dir", s["DATA_DIR"], "--max_download_mb", s["MAX_DOWNLOAD_MB"],
-            "--seq_len", s[f"{p}_SEQ_LEN"], "--batch_size", s[f"{p}_BATCH_SIZE"],
-            "--accum_steps", s[f"{p}_ACCUM_STEPS"], "--epochs", s[f"{p}_EPOCHS"],
-            "--learning_rate", s[f"{p}_LR"], "--dtype", s["DTYPE"],
-            "--log_interval", s["LOG_INTERVAL"], "--save_interval", s["SAVE_INTERVAL"],
-            "--keep_last_checkpoints", s["KEEP_LAST_CHECKPOINTS"], "--out_dir", str(run_dir)]
+    args = [
+        "--task",
+        task,
+        "--data_path",
+        data_spec(s[f"{p}_DATA"], task),
+        "--data_dir",
+        s["DATA_DIR"],
+        "--max_download_mb",
+        s["MAX_DOWNLOAD_MB"],
+        "--seq_len",
+        s[f"{p}_SEQ_LEN"],
+        "--batch_size",
+        s[f"{p}_BATCH_SIZE"],
+        "--accum_steps",
+        s[f"{p}_ACCUM_STEPS"],
+        "--epochs",
+        s[f"{p}_EPOCHS"],
+        "--learning_rate",
+        s[f"{p}_LR"],
+        "--dtype",
+        s["DTYPE"],
+        "--log_interval",
+        s["LOG_INTERVAL"],
+        "--save_interval",
+        s["SAVE_INTERVAL"],
+        "--keep_last_checkpoints",
+        s["KEEP_LAST_CHECKPOINTS"],
+        "--out_dir",
+        str(run_dir),
+    ]
     if task == "sft" and s["SFT_BUCKET_SIZES"]:
         args += ["--bucket_sizes", s["SFT_BUCKET_SIZES"]]
     if s[f"{p}_MAX_STEPS"]:
@@ -87,8 +159,9 @@ def stage_args(task: str, s: dict[str, str], run_dir: Path, init_from: str | Non
     return args + extra
 
 
-def run_stage(task: str, s: dict[str, str], out: Path, init_from: str | None,
-              extra: list[str]) -> Path:
+def run_stage(
+    task: str, s: dict[str, str], out: Path, init_from: str | None, extra: list[str]
+) -> Path:
     from minillm.train.cli import main as train_main
     from minillm.train.state import load_state
 
@@ -109,12 +182,19 @@ def main(argv: list[str] | None = None) -> int:
     extra: list[str] = []
     if "--" in argv:
         i = argv.index("--")
-        argv, extra = argv[:i], argv[i + 1:]
-    p = argparse.ArgumentParser(prog="minillm pipeline", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--smoke-test", "--smoke_test", dest="smoke", action="store_true",
-                   help="shipped data, tiny model, no network; output deleted unless "
-                        "CLEANUP_SMOKE=0")
+        argv, extra = argv[:i], argv[i + 1 :]
+    p = argparse.ArgumentParser(
+        prog="minillm pipeline",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--smoke-test",
+        "--smoke_test",
+        dest="smoke",
+        action="store_true",
+        help="shipped data, tiny model, no network; output deleted unless CLEANUP_SMOKE=0",
+    )
     p.add_argument("--download-only", dest="download_only", action="store_true")
     p.add_argument("--infer-only", "--infer-demo", dest="infer_only", action="store_true")
     p.add_argument("--infer-checkpoint", dest="infer_checkpoint", default=None)
@@ -132,9 +212,12 @@ def main(argv: list[str] | None = None) -> int:
             from minillm.data.hub import resolve_data_spec
 
             for task in ("pretrain", "sft"):
-                resolve_data_spec(data_spec(s[f"{task.upper()}_DATA"], task), task=task,
-                                  data_dir=s["DATA_DIR"],
-                                  max_download_mb=float(s["MAX_DOWNLOAD_MB"]))
+                resolve_data_spec(
+                    data_spec(s[f"{task.upper()}_DATA"], task),
+                    task=task,
+                    data_dir=s["DATA_DIR"],
+                    max_download_mb=float(s["MAX_DOWNLOAD_MB"]),
+                )
             if ns.download_only:
                 return 0
         ckpt = Path(ns.infer_checkpoint) if ns.infer_checkpoint else None
@@ -146,8 +229,10 @@ def main(argv: list[str] | None = None) -> int:
                 ckpt = run_stage("sft", s, out, init, extra)
         ckpt = ckpt or latest(out / "sft") or latest(out / "pretrain")
         if ckpt is None:
-            raise FileNotFoundError(f"no checkpoint to run inference with under {out}; train "
-                                    "first or pass --infer-checkpoint")
+            raise FileNotFoundError(
+                f"no checkpoint to run inference with under {out}; train "
+                "first or pass --infer-checkpoint"
+            )
         if not ns.skip_infer:
             reply = infer(ckpt, s)
             if ns.smoke:
@@ -166,11 +251,18 @@ def infer(ckpt: Path, s: dict[str, str]) -> str:
     from minillm.generate import generate
 
     model, tok = load(ckpt)
-    ids = tok.apply_chat_template([{"role": "user", "content": s["INFER_PROMPT"]}],
-                                  add_generation_prompt=True, tokenize=True)
-    gen = generate(model, tok, [ids], max_new_tokens=int(s["INFER_MAX_NEW_TOKENS"]),
-                   temperature=float(s["INFER_TEMPERATURE"]), top_p=float(s["INFER_TOP_P"]),
-                   seed=0)[0]
+    ids = tok.apply_chat_template(
+        [{"role": "user", "content": s["INFER_PROMPT"]}], add_generation_prompt=True, tokenize=True
+    )
+    gen = generate(
+        model,
+        tok,
+        [ids],
+        max_new_tokens=int(s["INFER_MAX_NEW_TOKENS"]),
+        temperature=float(s["INFER_TEMPERATURE"]),
+        top_p=float(s["INFER_TOP_P"]),
+        seed=0,
+    )[0]
     print(f"[pipeline] infer {ckpt.name}: {s['INFER_PROMPT']} -> {gen.text}", flush=True)
     return gen.text
 

@@ -11,10 +11,17 @@ from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="minillm plot", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("run_dir", nargs="+", metavar="RUN_DIR",
-                   help="run folder(s) holding metrics.jsonl (--out_dir of `minillm train`)")
+    p = argparse.ArgumentParser(
+        prog="minillm plot",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "run_dir",
+        nargs="+",
+        metavar="RUN_DIR",
+        help="run folder(s) holding metrics.jsonl (--out_dir of `minillm train`)",
+    )
     ns = p.parse_args(argv)
 
     from minillm.train.plots import plot_run, read_metrics
@@ -22,11 +29,14 @@ def main(argv: list[str] | None = None) -> int:
     for run_dir in ns.run_dir:
         path = Path(run_dir)
         if not path.is_dir():
-            raise FileNotFoundError(f"run folder {path} does not exist; pass the --out_dir of "
-                                    "a `minillm train` run")
+            raise FileNotFoundError(
+                f"run folder {path} does not exist; pass the --out_dir of a `minillm train` run"
+            )
         if not read_metrics(path):
-            raise ValueError(f"{path / 'metrics.jsonl'} has no log records yet; plot again "
-                             "after the run's first log step (--log_interval)")
+            raise ValueError(
+                f"{path / 'metrics.jsonl'} has no log records yet; plot again "
+                "after the run's first log step (--log_interval)"
+            )
         written = plot_run(path)
         print(f"[plot] {path / 'plots'}: {', '.join(f.name for f in written)}")
     return 0

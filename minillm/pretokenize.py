@@ -38,29 +38,47 @@ def _cores() -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="minillm pretokenize", description=__doc__.split("\n")[0])
-    p.add_argument("--data_path", required=True,
-                   help="comma list of JSONL files, directories (*.jsonl) or globs")
+    p.add_argument(
+        "--data_path",
+        required=True,
+        help="comma list of JSONL files, directories (*.jsonl) or globs",
+    )
     p.add_argument("--task", choices=("pretrain", "sft"), default="pretrain")
     p.add_argument("--out_path", required=True, help="output JSONL (overwritten atomically)")
     p.add_argument("--tokenizer_path", default=None, help="tokenizer folder (default: built-in)")
-    p.add_argument("--seq_len", type=int, default=0,
-                   help="SFT: keep the first seq_len+1 tokens (0 = keep all); pretrain packs "
-                        "whole documents, so it is not clipped")
-    p.add_argument("--keep_fields", action="store_true",
-                   help="keep the input fields and add ids (and mask)")
-    p.add_argument("--num_workers", type=int, default=_cores(),
-                   help="tokenizer processes (default: all cores)")
-    p.add_argument("--skip_bad_lines", action="store_true",
-                   help="count and drop malformed lines instead of stopping at the first")
+    p.add_argument(
+        "--seq_len",
+        type=int,
+        default=0,
+        help="SFT: keep the first seq_len+1 tokens (0 = keep all); pretrain packs "
+        "whole documents, so it is not clipped",
+    )
+    p.add_argument(
+        "--keep_fields", action="store_true", help="keep the input fields and add ids (and mask)"
+    )
+    p.add_argument(
+        "--num_workers", type=int, default=_cores(), help="tokenizer processes (default: all cores)"
+    )
+    p.add_argument(
+        "--skip_bad_lines",
+        action="store_true",
+        help="count and drop malformed lines instead of stopping at the first",
+    )
     return p
 
 
-def _init(tokenizer_path: str | None, task: str, seq_len: int, keep_fields: bool,
-          skip_bad_lines: bool) -> None:
+def _init(
+    tokenizer_path: str | None, task: str, seq_len: int, keep_fields: bool, skip_bad_lines: bool
+) -> None:
     from minillm.tokenizer import load_tokenizer
 
-    _W.update(tok=load_tokenizer(tokenizer_path), task=task, seq_len=seq_len,
-              keep_fields=keep_fields, skip=skip_bad_lines)
+    _W.update(
+        tok=load_tokenizer(tokenizer_path),
+        task=task,
+        seq_len=seq_len,
+        keep_fields=keep_fields,
+        skip=skip_bad_lines,
+    )
 
 
 def _work(chunk: Chunk) -> tuple[list[bytes], dict[str, int], str | None, int]:
@@ -95,8 +113,7 @@ def _chunks(paths: list[Path]) -> Iterator[tuple[Chunk, int]]:
         with open(path, "rb") as f:
             lines, size = [], 0
             for line_no, raw in enumerate(f, 1):
-                lines.append((line_no, raw.removeprefix(b"\xef\xbb\xbf") if line_no == 1
-                              else raw))
+                lines.append((line_no, raw.removeprefix(b"\xef\xbb\xbf") if line_no == 1 else raw))
                 size += len(raw)
                 if len(lines) >= CHUNK_LINES or size >= CHUNK_BYTES:
                     yield (str(path), lines), size
@@ -105,10 +122,17 @@ def _chunks(paths: list[Path]) -> Iterator[tuple[Chunk, int]]:
                 yield (str(path), lines), size
 
 
-def pretokenize(paths: list[Path], out_path: str | Path, task: str = "pretrain",
-                tokenizer_path: str | None = None, seq_len: int = 0, keep_fields: bool = False,
-                num_workers: int = 0, skip_bad_lines: bool = False,
-                progress: bool = True) -> dict:
+def pretokenize(
+    paths: list[Path],
+    out_path: str | Path,
+    task: str = "pretrain",
+    tokenizer_path: str | None = None,
+    seq_len: int = 0,
+    keep_fields: bool = False,
+    num_workers: int = 0,
+    skip_bad_lines: bool = False,
+    progress: bool = True,
+) -> dict:
     """Write the tokenized lines of `paths` to `out_path` in input order; return a summary
     dict (lines, tokens, skipped, seconds, workers). `num_workers` 0 = all cores."""
     from tqdm import tqdm
@@ -122,8 +146,13 @@ def pretokenize(paths: list[Path], out_path: str | Path, task: str = "pretrain",
     tmp = out_path.with_name(out_path.name + ".tmp")
     stats = {"lines": 0, "tokens": 0, "skipped": {}, "workers": workers}
     t0 = time.perf_counter()
-    bar = tqdm(total=sum(p.stat().st_size for p in paths), unit="B", unit_scale=True,
-               desc="pretokenize", disable=None if progress else True)
+    bar = tqdm(
+        total=sum(p.stat().st_size for p in paths),
+        unit="B",
+        unit_scale=True,
+        desc="pretokenize",
+        disable=None if progress else True,
+    )
 
     def take(res: tuple, size: int) -> None:
         lines, skipped, err, n_tokens = res
@@ -168,14 +197,26 @@ def main(argv: list[str] | None = None) -> int:
     if args.seq_len < 0:
         raise ValueError(f"--seq_len must be >= 0, got {args.seq_len}")
     if args.task == "pretrain" and args.seq_len:
-        print("pretokenize: --seq_len is ignored for pretrain (documents are packed whole)",
-              file=sys.stderr)
+        print(
+            "pretokenize: --seq_len is ignored for pretrain (documents are packed whole)",
+            file=sys.stderr,
+        )
     paths = resolve_paths(args.data_path)
-    s = pretokenize(paths, args.out_path, args.task, args.tokenizer_path, args.seq_len,
-                    args.keep_fields, args.num_workers, args.skip_bad_lines)
+    s = pretokenize(
+        paths,
+        args.out_path,
+        args.task,
+        args.tokenizer_path,
+        args.seq_len,
+        args.keep_fields,
+        args.num_workers,
+        args.skip_bad_lines,
+    )
     rate = s["tokens"] / max(s["seconds"], 1e-9)
-    line = (f"pretokenize: {s['lines']} lines, {s['tokens']} tokens -> {args.out_path} in "
-            f"{s['seconds']:.1f}s ({rate:,.0f} tok/s, {s['workers']} workers)")
+    line = (
+        f"pretokenize: {s['lines']} lines, {s['tokens']} tokens -> {args.out_path} in "
+        f"{s['seconds']:.1f}s ({rate:,.0f} tok/s, {s['workers']} workers)"
+    )
     if args.skip_bad_lines:
         line += "; " + format_skipped(s["skipped"])
     print(line)

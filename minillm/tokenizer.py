@@ -42,11 +42,13 @@ def _compile_template(source: str):
         raise jinja2.exceptions.TemplateError(message)
 
     def tojson(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False):
-        return json.dumps(x, ensure_ascii=ensure_ascii, indent=indent, separators=separators,
-                          sort_keys=sort_keys)
+        return json.dumps(
+            x, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys
+        )
 
-    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True,
-                                        extensions=[loopcontrols])
+    env = ImmutableSandboxedEnvironment(
+        trim_blocks=True, lstrip_blocks=True, extensions=[loopcontrols]
+    )
     env.filters["tojson"] = tojson
     env.globals["raise_exception"] = raise_exception
     env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
@@ -114,8 +116,9 @@ class Tokenizer:
 
     @property
     def eos_id(self) -> int | None:
-        return self._first_id(_token_str(self.config.get("eos_token")), "<|im_end|>",
-                              "<|endoftext|>", "</s>")
+        return self._first_id(
+            _token_str(self.config.get("eos_token")), "<|im_end|>", "<|endoftext|>", "</s>"
+        )
 
     @property
     def eos_ids(self) -> set[int]:
@@ -144,14 +147,21 @@ class Tokenizer:
             return self._tk.decode(ids, skip_special_tokens=skip_special_tokens)
         return self._hf.decode(ids, skip_special_tokens=skip_special_tokens)
 
-    def apply_chat_template(self, messages: list[dict], add_generation_prompt: bool = False,
-                            tokenize: bool = False, **kwargs: Any) -> str | list[int]:
+    def apply_chat_template(
+        self,
+        messages: list[dict],
+        add_generation_prompt: bool = False,
+        tokenize: bool = False,
+        **kwargs: Any,
+    ) -> str | list[int]:
         """Render `messages` with the chat template, as `transformers` does; ids if `tokenize`."""
         messages = [{k: v for k, v in m.items() if v is not None} for m in messages]
-        specials = {k: _token_str(self.config.get(k)) for k in ("bos_token", "eos_token",
-                                                                 "pad_token")}
+        specials = {
+            k: _token_str(self.config.get(k)) for k in ("bos_token", "eos_token", "pad_token")
+        }
         text = _compile_template(self.chat_template).render(
-            messages=messages, add_generation_prompt=add_generation_prompt, **{**specials, **kwargs})
+            messages=messages, add_generation_prompt=add_generation_prompt, **{**specials, **kwargs}
+        )
         return self.encode(text) if tokenize else text
 
     def save(self, out_dir: str | os.PathLike) -> None:
@@ -163,21 +173,37 @@ class Tokenizer:
             self._hf.save_pretrained(str(out))
             return
         self._tk.save(str(out / "tokenizer.json"))
-        added = {str(i): {"content": t.content, "lstrip": t.lstrip, "normalized": t.normalized,
-                          "rstrip": t.rstrip, "single_word": t.single_word, "special": t.special}
-                 for i, t in sorted(self._tk.get_added_tokens_decoder().items())}
+        added = {
+            str(i): {
+                "content": t.content,
+                "lstrip": t.lstrip,
+                "normalized": t.normalized,
+                "rstrip": t.rstrip,
+                "single_word": t.single_word,
+                "special": t.special,
+            }
+            for i, t in sorted(self._tk.get_added_tokens_decoder().items())
+        }
         names = {k: _token_str(self.config.get(k)) for k in ("bos_token", "eos_token", "pad_token")}
-        cfg = {"add_bos_token": False, "add_eos_token": False, "add_prefix_space": False,
-               "clean_up_tokenization_spaces": False, "tokenizer_class": "PreTrainedTokenizerFast",
-               **self.config, **names, "added_tokens_decoder": added,
-               "chat_template": self.chat_template}
+        cfg = {
+            "add_bos_token": False,
+            "add_eos_token": False,
+            "add_prefix_space": False,
+            "clean_up_tokenization_spaces": False,
+            "tokenizer_class": "PreTrainedTokenizerFast",
+            **self.config,
+            **names,
+            "added_tokens_decoder": added,
+            "chat_template": self.chat_template,
+        }
         _write_json(out / "tokenizer_config.json", cfg)
         _write_json(out / "special_tokens_map.json", {k: v for k, v in names.items() if v})
 
 
 def _write_json(path: Path, obj: Any) -> None:
-    path.write_text(json.dumps(obj, indent=2, ensure_ascii=False, sort_keys=True) + "\n",
-                    encoding="utf-8")
+    path.write_text(
+        json.dumps(obj, indent=2, ensure_ascii=False, sort_keys=True) + "\n", encoding="utf-8"
+    )
 
 
 def _read_json(path: Path) -> dict:
@@ -235,8 +261,12 @@ def chat_ids_and_mask(tok: Tokenizer, messages: list[dict]) -> tuple[list[int], 
     for m in messages:
         role, content = m["role"], m.get("content") or ""
         if role == "assistant":
-            pieces += [(f"<|im_start|>{role}", 0), ("\n" + content, 2), ("<|im_end|>", 1),
-                       ("\n", 0)]
+            pieces += [
+                (f"<|im_start|>{role}", 0),
+                ("\n" + content, 2),
+                ("<|im_end|>", 1),
+                ("\n", 0),
+            ]
         else:
             pieces.append((f"<|im_start|>{role}\n{content}<|im_end|>\n", 0))
     newline = tok.encode("\n")
@@ -244,8 +274,8 @@ def chat_ids_and_mask(tok: Tokenizer, messages: list[dict]) -> tuple[list[int], 
     for piece, kind in pieces:
         piece_ids = tok.encode(piece)
         keep = [int(kind > 0)] * len(piece_ids)
-        if kind == 2 and piece_ids[:len(newline)] == newline:
-            keep[:len(newline)] = [0] * len(newline)
+        if kind == 2 and piece_ids[: len(newline)] == newline:
+            keep[: len(newline)] = [0] * len(newline)
         ids += piece_ids
         mask += keep
     return ids, mask
@@ -260,16 +290,22 @@ def _file_lines(path: str) -> Iterator[str]:
             try:
                 obj = json.loads(line) if line.strip() else {}
                 conv = obj.get("conversations") or obj.get("messages")
-                text = obj["text"] + "\n" if isinstance(obj.get("text"), str) else (
-                    _compile_template(CHATML_TEMPLATE).render(messages=conv) if conv else "")
+                text = (
+                    obj["text"] + "\n"
+                    if isinstance(obj.get("text"), str)
+                    else (_compile_template(CHATML_TEMPLATE).render(messages=conv) if conv else "")
+                )
             except Exception as e:
-                raise ValueError(f"{path}:{lineno}: not a text/conversations record ({e})") from None
+                raise ValueError(
+                    f"{path}:{lineno}: not a text/conversations record ({e})"
+                ) from None
             if text:
                 yield text
 
 
-def training_texts(files: list[str] | None = None, seed: int = 0,
-                   target_mb: float | None = None) -> Iterator[str]:
+def training_texts(
+    files: list[str] | None = None, seed: int = 0, target_mb: float | None = None
+) -> Iterator[str]:
     """Training text: `.txt` lines / `.jsonl` `text` or `conversations` fields of `files`, or
     the built-in corpus; grouped in chunks and split at special tokens."""
     if files:
@@ -284,8 +320,9 @@ def training_texts(files: list[str] | None = None, seed: int = 0,
         yield from (part for part in special.split(chunk) if part)
 
 
-def train_tokenizer(texts: Iterable[str], vocab_size: int = 6400, min_frequency: int = 2,
-                    show_progress: bool = True) -> Tokenizer:
+def train_tokenizer(
+    texts: Iterable[str], vocab_size: int = 6400, min_frequency: int = 2, show_progress: bool = True
+) -> Tokenizer:
     """Train a byte-level BPE tokenizer with exactly `vocab_size` ids: `<|endoftext|>`=0 (pad),
     `<|im_start|>`=1, `<|im_end|>`=2 (eos), `<think>`=3, `</think>`=4, then bytes and merges."""
     from tokenizers import Tokenizer as _Fast
@@ -293,33 +330,51 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 6400, min_frequency:
 
     added = SPECIAL_TOKENS + EXTRA_TOKENS
     if vocab_size < 256 + len(added):
-        raise ValueError(f"--vocab_size must be at least {256 + len(added)} (256 byte tokens + "
-                         f"{len(added)} added tokens), got {vocab_size}")
+        raise ValueError(
+            f"--vocab_size must be at least {256 + len(added)} (256 byte tokens + "
+            f"{len(added)} added tokens), got {vocab_size}"
+        )
     tk = _Fast(models.BPE())
     tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tk.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
-                                  special_tokens=added, show_progress=show_progress,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        min_frequency=min_frequency,
+        special_tokens=added,
+        show_progress=show_progress,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
     tk.train_from_iterator(texts, trainer)
     if (n := tk.get_vocab_size(with_added_tokens=True)) < vocab_size:
-        raise ValueError(f"the training text supports only {n} tokens, fewer than --vocab_size "
-                         f"{vocab_size}; add more data or lower --min_frequency")
+        raise ValueError(
+            f"the training text supports only {n} tokens, fewer than --vocab_size "
+            f"{vocab_size}; add more data or lower --min_frequency"
+        )
     spec = json.loads(tk.to_str())
     for t in spec["added_tokens"]:
         t["special"] = t["content"] in SPECIAL_TOKENS
-    config = {"bos_token": "<|im_start|>", "eos_token": "<|im_end|>",
-              "pad_token": "<|endoftext|>", "chat_template": CHATML_TEMPLATE}
+    config = {
+        "bos_token": "<|im_start|>",
+        "eos_token": "<|im_end|>",
+        "pad_token": "<|endoftext|>",
+        "chat_template": CHATML_TEMPLATE,
+    }
     return Tokenizer(_Fast.from_str(json.dumps(spec)), config)
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="minillm tokenizer", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="minillm tokenizer",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="cmd", required=True)
     tr = sub.add_parser("train", help="train a byte-level BPE tokenizer")
-    tr.add_argument("--data", default=None,
-                    help="comma-separated .txt/.jsonl files (default: the built-in corpus)")
+    tr.add_argument(
+        "--data",
+        default=None,
+        help="comma-separated .txt/.jsonl files (default: the built-in corpus)",
+    )
     tr.add_argument("--vocab_size", type=int, default=6400)
     tr.add_argument("--out_dir", required=True)
     tr.add_argument("--min_frequency", type=int, default=2)
@@ -327,8 +382,12 @@ def main(argv: list[str] | None = None) -> None:
     co.add_argument("--out", required=True)
     for p in (tr, co):
         p.add_argument("--seed", type=int, default=0, help="seed of the built-in corpus")
-        p.add_argument("--corpus_mb", type=float, default=None,
-                       help="size of the built-in corpus in MB (default 6)")
+        p.add_argument(
+            "--corpus_mb",
+            type=float,
+            default=None,
+            help="size of the built-in corpus in MB (default 6)",
+        )
     args = parser.parse_args(argv)
 
     if args.cmd == "corpus":
@@ -351,13 +410,16 @@ def main(argv: list[str] | None = None) -> None:
 
     t0 = time.perf_counter()
     texts = counted(training_texts(files, args.seed, args.corpus_mb))
-    tok = train_tokenizer(texts, args.vocab_size, args.min_frequency,
-                          show_progress=sys.stderr.isatty())
+    tok = train_tokenizer(
+        texts, args.vocab_size, args.min_frequency, show_progress=sys.stderr.isatty()
+    )
     tok.save(args.out_dir)
     source = ",".join(files) if files else f"built-in corpus (seed {args.seed})"
-    print(f"trained tokenizer: vocab {tok.vocab_size} ({tok.pad_id}=<|endoftext|> "
-          f"{tok.bos_id}=<|im_start|> {tok.eos_id}=<|im_end|>) on {nbytes / 1e6:.1f} MB of "
-          f"{source} in {time.perf_counter() - t0:.1f}s -> {args.out_dir}")
+    print(
+        f"trained tokenizer: vocab {tok.vocab_size} ({tok.pad_id}=<|endoftext|> "
+        f"{tok.bos_id}=<|im_start|> {tok.eos_id}=<|im_end|>) on {nbytes / 1e6:.1f} MB of "
+        f"{source} in {time.perf_counter() - t0:.1f}s -> {args.out_dir}"
+    )
 
 
 if __name__ == "__main__":

@@ -9,19 +9,26 @@ import pytest
 
 from minillm.blas import openblas_path
 
-PROBE = ("from minillm.cli import run\n"
-         "def main(argv):\n"
-         "    maps = open('/proc/self/maps').read()\n"
-         "    print('openblas' in maps, flush=True)\n"
-         "run(main)\n")
+PROBE = (
+    "from minillm.cli import run\n"
+    "def main(argv):\n"
+    "    maps = open('/proc/self/maps').read()\n"
+    "    print('openblas' in maps, flush=True)\n"
+    "run(main)\n"
+)
 
 
 def probe(env_extra: dict[str, str]) -> str:
     import os
 
     env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "MINILLM_REEXEC")}
-    r = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True,
-                       env={**env, **env_extra}, timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-c", PROBE],
+        capture_output=True,
+        text=True,
+        env={**env, **env_extra},
+        timeout=60,
+    )
     assert r.returncode == 0, r.stderr
     return r.stdout.strip()
 

@@ -17,8 +17,25 @@ from minillm.data.jsonl import resolve_paths
 from minillm.pretokenize import main as pretokenize_main
 from minillm.pretokenize import pretokenize
 
-WORDS = ["the", "cat", "sat", "on", "a", "mat", "猫", "坐在", "垫子", "上", "model", "data",
-         "token", "train", "loss", "123", "!"]
+WORDS = [
+    "the",
+    "cat",
+    "sat",
+    "on",
+    "a",
+    "mat",
+    "猫",
+    "坐在",
+    "垫子",
+    "上",
+    "model",
+    "data",
+    "token",
+    "train",
+    "loss",
+    "123",
+    "!",
+]
 
 
 @pytest.fixture(scope="module")
@@ -35,8 +52,10 @@ def _text(rng: random.Random, lo: int = 1, hi: int = 40) -> str:
 def _conv(rng: random.Random) -> dict:
     turns = [{"role": "system", "content": _text(rng, 1, 5)}] if rng.random() < 0.5 else []
     for _ in range(rng.randint(1, 3)):
-        turns += [{"role": "user", "content": _text(rng, 1, 12)},
-                  {"role": "assistant", "content": _text(rng, 1, 20)}]
+        turns += [
+            {"role": "user", "content": _text(rng, 1, 12)},
+            {"role": "assistant", "content": _text(rng, 1, 20)},
+        ]
     return {"conversations": turns}
 
 
@@ -70,8 +89,11 @@ def test_resolve_paths(tmp_path):
     got = resolve_paths(f"{one}, {d}, {d}/a*.jsonl")
     assert [p.name for p in got] == ["one.jsonl", "a.jsonl", "b.jsonl", "a.jsonl"]
     (tmp_path / "empty").mkdir()
-    for bad in (f"{one},{tmp_path}/missing.jsonl", f"{tmp_path}/nothing*.jsonl",
-                str(tmp_path / "empty")):
+    for bad in (
+        f"{one},{tmp_path}/missing.jsonl",
+        f"{tmp_path}/nothing*.jsonl",
+        str(tmp_path / "empty"),
+    ):
         name = bad.split(",")[-1]
         with pytest.raises(FileNotFoundError, match=name.replace("*", r"\*")):
             resolve_paths(bad)
@@ -80,9 +102,13 @@ def test_resolve_paths(tmp_path):
 
 
 def test_sft_mask_hand_computed(tok, tmp_path):
-    conv = [{"role": "system", "content": "You are terse."},
-            {"role": "user", "content": "the cat"}, {"role": "assistant", "content": "sat on"},
-            {"role": "user", "content": "a mat"}, {"role": "assistant", "content": "猫 坐在 垫子"}]
+    conv = [
+        {"role": "system", "content": "You are terse."},
+        {"role": "user", "content": "the cat"},
+        {"role": "assistant", "content": "sat on"},
+        {"role": "user", "content": "a mat"},
+        {"role": "assistant", "content": "猫 坐在 垫子"},
+    ]
     ids, mask = [], []
     for m in conv:
         head = tok.encode(f"<|im_start|>{m['role']}\n")
@@ -103,8 +129,9 @@ def test_sft_mask_hand_computed(tok, tmp_path):
     assert b.mask[0].tolist() == mask[1:] + [0] * (64 - n)
     assert b.n_tokens == sum(mask) and (b.mask[0, n:] == 0).all()
     trained = b.targets[0][b.mask[0] == 1].tolist()
-    assert trained == (tok.encode("sat on") + [tok.eos_id] + tok.encode("猫 坐在 垫子")
-                       + [tok.eos_id])
+    assert trained == (
+        tok.encode("sat on") + [tok.eos_id] + tok.encode("猫 坐在 垫子") + [tok.eos_id]
+    )
 
 
 def _rows(batches) -> list[list[int]]:
@@ -149,8 +176,10 @@ BAD_SFT = {
 }
 
 
-@pytest.mark.parametrize("task,kind,line", [("pretrain", k, v) for k, v in BAD.items()]
-                         + [("sft", k, v) for k, v in BAD_SFT.items()])
+@pytest.mark.parametrize(
+    "task,kind,line",
+    [("pretrain", k, v) for k, v in BAD.items()] + [("sft", k, v) for k, v in BAD_SFT.items()],
+)
 def test_bad_lines(tok, tmp_path, task, kind, line):
     rng = random.Random(1)
     good = [{"text": _text(rng)} if task == "pretrain" else _conv(rng) for _ in range(4)]
@@ -207,8 +236,16 @@ def test_shuffle_is_seeded_permutation(tok, tmp_path):
 
 def test_sparse_label_positions(tok, tmp_path):
     path = _sft_file(tmp_path, 30)
-    it = Batches(path, tok, "sft", seq_len=64, batch_size=4, bucket_sizes=[24, 40],
-                 sparse_loss=True, label_bucket_sizes=[8, 16])
+    it = Batches(
+        path,
+        tok,
+        "sft",
+        seq_len=64,
+        batch_size=4,
+        bucket_sizes=[24, 40],
+        sparse_loss=True,
+        label_bucket_sizes=[8, 16],
+    )
     for b in it:
         for row in b.inputs:  # each sample sits in the smallest bucket that holds it
             n = int((row != tok.pad_id).sum())
@@ -218,15 +255,22 @@ def test_sparse_label_positions(tok, tmp_path):
         for i in range(4):
             nz = np.nonzero(b.mask[i])[0]
             assert b.label_pos[i, : len(nz)].tolist() == nz.tolist()
-            assert (b.label_mask[i, : len(nz)] == 1).all() and (b.label_mask[i, len(nz):] == 0).all()
+            assert (b.label_mask[i, : len(nz)] == 1).all() and (
+                b.label_mask[i, len(nz) :] == 0
+            ).all()
             assert (b.label_targets[i, : len(nz)] == b.targets[i, nz]).all()
         assert K == 64 or (b.mask.sum(1) <= K).all()
 
 
 def test_sft_ids_records_and_truncation(tok, tmp_path):
-    path = _write(tmp_path / "ids.jsonl", [{"ids": [5, 6, 7, 8], "mask": [0, 0, 1, 1]},
-                                           {"ids": [9, 10, 11]},
-                                           {"ids": [1, 2, 3, 4, 5, 6], "mask": [0] * 5 + [1]}])
+    path = _write(
+        tmp_path / "ids.jsonl",
+        [
+            {"ids": [5, 6, 7, 8], "mask": [0, 0, 1, 1]},
+            {"ids": [9, 10, 11]},
+            {"ids": [1, 2, 3, 4, 5, 6], "mask": [0] * 5 + [1]},
+        ],
+    )
     it = Batches(path, tok, "sft", seq_len=4, batch_size=1, epochs=2)
     b1, b2 = _all(it)[:2]
     assert it.dropped == 1 and it.num_batches() == 4
@@ -238,28 +282,53 @@ def test_sft_ids_records_and_truncation(tok, tmp_path):
 def test_pretokenize_is_transparent(tok, tmp_path, capsys):
     rng = random.Random(3)
     sft = _sft_file(tmp_path, 50)
-    pt = _write(tmp_path / "pt.jsonl", [{"text": _text(rng)} for _ in range(30)]
-                + [{"conversations": _conv(rng)["conversations"]}, b'{"oops": 1}'])
-    cases = [(sft, "sft", dict(seq_len=40, batch_size=3, bucket_sizes=[16])),
-             (pt, "pretrain", dict(seq_len=24, batch_size=2))]
+    pt = _write(
+        tmp_path / "pt.jsonl",
+        [{"text": _text(rng)} for _ in range(30)]
+        + [{"conversations": _conv(rng)["conversations"]}, b'{"oops": 1}'],
+    )
+    cases = [
+        (sft, "sft", dict(seq_len=40, batch_size=3, bucket_sizes=[16])),
+        (pt, "pretrain", dict(seq_len=24, batch_size=2)),
+    ]
     for raw, task, kw in cases:
         kw.update(seed=5, shuffle_buffer=6, epochs=2, skip_bad_lines=True)
         ref = _all(Batches(raw, tok, task, **kw))
         for workers in (1, 2) if task == "sft" else (2,):
             out = tmp_path / f"{task}_{workers}.jsonl"
-            stats = pretokenize(resolve_paths(raw), out, task, num_workers=workers,
-                                skip_bad_lines=True, progress=False)
+            stats = pretokenize(
+                resolve_paths(raw),
+                out,
+                task,
+                num_workers=workers,
+                skip_bad_lines=True,
+                progress=False,
+            )
             assert stats["skipped"] == ({"missing field": 1} if task == "pretrain" else {})
             _same(_all(Batches(str(out), tok, task, **kw)), ref)
     out = tmp_path / "cli.jsonl"
-    pretokenize_main(["--data_path", sft, "--task", "sft", "--out_path", str(out),
-                      "--num_workers", "2", "--keep_fields", "--seq_len", "40"])
+    pretokenize_main(
+        [
+            "--data_path",
+            sft,
+            "--task",
+            "sft",
+            "--out_path",
+            str(out),
+            "--num_workers",
+            "2",
+            "--keep_fields",
+            "--seq_len",
+            "40",
+        ]
+    )
     assert "50 lines" in capsys.readouterr().out
     first = json.loads(out.read_text().splitlines()[0])
     assert set(first) == {"conversations", "ids", "mask"} and len(first["ids"]) <= 41
     with pytest.raises(ValueError, match=r"pt\.jsonl:32: missing field"):
-        pretokenize(resolve_paths(pt), tmp_path / "x.jsonl", "pretrain", num_workers=1,
-                    progress=False)
+        pretokenize(
+            resolve_paths(pt), tmp_path / "x.jsonl", "pretrain", num_workers=1, progress=False
+        )
     assert not (tmp_path / "x.jsonl").exists()
 
 
@@ -285,8 +354,12 @@ def test_streaming_memory_is_flat(tok, tmp_path):
         print(json.dumps({"growth_mb": (peak - base) / 2**20 * unit, "batches": n}))
     """)
     path = tmp_path / "big.jsonl"
-    out = subprocess.run([sys.executable, "-c", script, str(path), str(tok.path)],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(path), str(tok.path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     res = json.loads(out.stdout.strip().splitlines()[-1])
     assert path.stat().st_size >= 30_000_000 and res["batches"] > 2000
     assert res["growth_mb"] < 8, res

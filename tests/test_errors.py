@@ -83,16 +83,37 @@ def test_vocab_mismatch(tmp_path, capsys):
 def test_init_unknown_preset_and_bad_dims(tmp_path, capsys):
     code, err = run_cli(["init", "--preset", "huge", "--out_dir", str(tmp_path / "x")], capsys)
     assert code == 2 and "unknown preset 'huge'" in err and "tiny" in err
-    code, err = run_cli(["init", "--preset", "custom", "--hidden_size", "60",
-                         "--num_attention_heads", "7", "--out_dir", str(tmp_path / "y")], capsys)
+    code, err = run_cli(
+        [
+            "init",
+            "--preset",
+            "custom",
+            "--hidden_size",
+            "60",
+            "--num_attention_heads",
+            "7",
+            "--out_dir",
+            str(tmp_path / "y"),
+        ],
+        capsys,
+    )
     assert code == 2 and "hidden_size=60" in err and not (tmp_path / "y").exists()
     code, err = run_cli(["init", "--dtype", "int3", "--out_dir", str(tmp_path / "z")], capsys)
     assert code == 2 and "unknown dtype 'int3'" in err
 
 
 def test_tokenizer_train_missing_data(tmp_path, capsys):
-    code, err = run_cli(["tokenizer", "train", "--data", str(tmp_path / "nope.txt"),
-                         "--out_dir", str(tmp_path / "tok")], capsys)
+    code, err = run_cli(
+        [
+            "tokenizer",
+            "train",
+            "--data",
+            str(tmp_path / "nope.txt"),
+            "--out_dir",
+            str(tmp_path / "tok"),
+        ],
+        capsys,
+    )
     assert code == 2 and "nope.txt" in err and "Traceback" not in err
 
 
@@ -103,8 +124,12 @@ def test_unknown_verb(capsys):
 
 @pytest.mark.parametrize("entry", [["-m", "minillm.infer"], ["-m", "minillm", "infer"]])
 def test_module_entry_points_print_no_traceback(tmp_path, entry):
-    r = subprocess.run([sys.executable, *entry, "--checkpoint", str(tmp_path / "nope")],
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [sys.executable, *entry, "--checkpoint", str(tmp_path / "nope")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 2
     assert r.stderr.strip().count("\n") == 0 and "Traceback" not in r.stderr
     assert "does not exist" in r.stderr

@@ -111,8 +111,15 @@ def test_batch_matches_each_alone(tiny, prompts):
 def test_repetition_penalty_batched_matches_reference(tiny, prompts):
     model, tok = tiny
     for window in (None, 4):
-        batch = generate(model, tok, prompts, max_new_tokens=8, stop_ids=[],
-                         repetition_penalty=1.5, repetition_context_size=window)
+        batch = generate(
+            model,
+            tok,
+            prompts,
+            max_new_tokens=8,
+            stop_ids=[],
+            repetition_penalty=1.5,
+            repetition_context_size=window,
+        )
         for p, g in zip(prompts, batch, strict=True):
             assert g.tokens == reference(model, p, 8, penalty=1.5, window=window)
 
@@ -121,8 +128,9 @@ def test_repetition_penalty_ignores_padding(tiny, prompts):
     _, tok = tiny
     likes_pad = biased(tiny, tok.pad_id, 50.0)
     assert all(tok.pad_id not in p for p in prompts)
-    batch = generate(likes_pad, tok, prompts, max_new_tokens=1, repetition_penalty=1000.0,
-                     stop_ids=[])
+    batch = generate(
+        likes_pad, tok, prompts, max_new_tokens=1, repetition_penalty=1000.0, stop_ids=[]
+    )
     assert [g.tokens for g in batch] == [[tok.pad_id]] * len(prompts)
 
 
@@ -183,8 +191,9 @@ def test_top_k_1_and_tiny_top_p_are_greedy(tiny, prompts):
     model, tok = tiny
     greedy = generate(model, tok, prompts, max_new_tokens=10, stop_ids=[])
     for kw in (dict(top_k=1), dict(top_p=1e-6)):
-        got = generate(model, tok, prompts, max_new_tokens=10, stop_ids=[], temperature=1.5,
-                       seed=3, **kw)
+        got = generate(
+            model, tok, prompts, max_new_tokens=10, stop_ids=[], temperature=1.5, seed=3, **kw
+        )
         assert [g.tokens for g in got] == [g.tokens for g in greedy]
 
 
@@ -235,8 +244,9 @@ def test_detokenizer_holds_partial_characters(tiny):
 def test_stream_deltas_concatenate_to_text(tiny, prompts):
     model, tok = tiny
     events, results = [], None
-    for item in stream_generate(model, tok, prompts, max_new_tokens=40, temperature=1.0,
-                                seed=0, stop_ids=[]):
+    for item in stream_generate(
+        model, tok, prompts, max_new_tokens=40, temperature=1.0, seed=0, stop_ids=[]
+    ):
         if isinstance(item, list):
             results = item
         else:
@@ -256,8 +266,9 @@ def test_conversation_history_and_trimming(tiny):
     _, tok = tiny
     conv = Conversation(tok, system="be brief")
     first = conv.prompt("hello")
-    assert first == chat_prompt(tok, [{"role": "system", "content": "be brief"},
-                                      {"role": "user", "content": "hello"}])
+    assert first == chat_prompt(
+        tok, [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hello"}]
+    )
     conv.add("hello", "hi there")
     second = conv.prompt("how are you")
     assert tok.decode(second).count("hi there") == 1 and len(second) > len(first)
@@ -272,13 +283,29 @@ def test_conversation_history_and_trimming(tiny):
 def run_cli(*args, stdin=None):
     env = {k: v for k, v in os.environ.items() if k != "MINILLM_DEBUG"}
     env["PYTHONPATH"] = str(ROOT)
-    return subprocess.run([sys.executable, "-m", *args], input=stdin, capture_output=True,
-                          text=True, cwd=ROOT, env=env, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=120,
+    )
 
 
 def test_infer_cli(tiny_ckpt):
-    args = ("minillm.infer", "--checkpoint", tiny_ckpt, "--prompt", "请介绍一下自己。",
-            "--max_new_tokens", "8", "--min_new_tokens", "8")
+    args = (
+        "minillm.infer",
+        "--checkpoint",
+        tiny_ckpt,
+        "--prompt",
+        "请介绍一下自己。",
+        "--max_new_tokens",
+        "8",
+        "--min_new_tokens",
+        "8",
+    )
     r = run_cli(*args)
     assert r.returncode == 0, r.stderr
     assert r.stdout.endswith("\n") and len(r.stdout) > 1
@@ -298,19 +325,31 @@ def test_infer_cli_errors():
 
 def test_chat_cli(tiny_ckpt):
     model, tok = make_tiny(seed=0)
-    r = run_cli("minillm.chat", "--checkpoint", tiny_ckpt, "--max_new_tokens", "6",
-                "--min_new_tokens", "6", "--verbose",
-                stdin="hello\nhow are you\n/reset\nhi\n/exit\n")
+    r = run_cli(
+        "minillm.chat",
+        "--checkpoint",
+        tiny_ckpt,
+        "--max_new_tokens",
+        "6",
+        "--min_new_tokens",
+        "6",
+        "--verbose",
+        stdin="hello\nhow are you\n/reset\nhi\n/exit\n",
+    )
     assert r.returncode == 0, r.stderr
-    turns = re.findall(r"prompt (\d+) tok.*generated (\d+) tok.*?(\d+) turns in history",
-                       r.stderr)
+    turns = re.findall(r"prompt (\d+) tok.*generated (\d+) tok.*?(\d+) turns in history", r.stderr)
     assert len(turns) == 3, r.stderr
     (p1, n1, h1), (p2, _, h2), (p3, _, h3) = [tuple(map(int, t)) for t in turns]
     assert (h1, h2, h3) == (1, 2, 1) and n1 == 6
     first = build_prompt(tok, "hello")
     reply = generate(model, tok, [first], max_new_tokens=6, min_new_tokens=6)[0].text
-    second = chat_prompt(tok, [{"role": "user", "content": "hello"},
-                               {"role": "assistant", "content": reply},
-                               {"role": "user", "content": "how are you"}])
+    second = chat_prompt(
+        tok,
+        [
+            {"role": "user", "content": "hello"},
+            {"role": "assistant", "content": reply},
+            {"role": "user", "content": "how are you"},
+        ],
+    )
     assert (p1, p2, p3) == (len(first), len(second), len(build_prompt(tok, "hi")))
     assert "Traceback" not in r.stderr and ">>>" not in r.stdout

@@ -83,8 +83,8 @@ class Handler(BaseHTTPRequestHandler):
             return
         try:
             for i in range(0, len(data), 1 << 16):
-                self.wfile.write(data[i:i + (1 << 16)])
-                srv.sent += len(data[i:i + (1 << 16)])
+                self.wfile.write(data[i : i + (1 << 16)])
+                srv.sent += len(data[i : i + (1 << 16)])
         except (BrokenPipeError, ConnectionResetError):
             pass
 
@@ -111,23 +111,28 @@ def server(tmp_path, monkeypatch):
 
 
 def leftovers(data_dir: Path) -> list[Path]:
-    return [p for p in data_dir.rglob("*") if p.is_file() and p.name.endswith((".incomplete", ".part"))]
+    return [
+        p for p in data_dir.rglob("*") if p.is_file() and p.name.endswith((".incomplete", ".part"))
+    ]
 
 
-@pytest.mark.parametrize("spec,task,want", [
-    ("minimind", "pretrain", "pretrain_hq.jsonl"),
-    ("minimind:auto", "pretrain", "pretrain_hq.jsonl"),
-    ("minimind:full", "sft", "sft_mini_512.jsonl"),
-    ("minimind:recommended", "sft", "sft_mini_512.jsonl"),
-    ("minimind:auto", "sft", "sft_mini_512.jsonl"),
-    ("minimind:small", "pretrain", "lora_medical.jsonl"),
-    ("minimind:smoke", "sft", "lora_identity.jsonl"),
-    ("minimind:dpo", "sft", "dpo.jsonl"),
-    ("minimind:dpo.jsonl", "pretrain", "dpo.jsonl"),
-    ("minimind:r1_mix_1024", "sft", "r1_mix_1024.jsonl"),
-    ("minimind:sft_512.jsonl", "sft", "sft_512.jsonl"),
-    ("data/minimind.jsonl", "sft", None),
-])
+@pytest.mark.parametrize(
+    "spec,task,want",
+    [
+        ("minimind", "pretrain", "pretrain_hq.jsonl"),
+        ("minimind:auto", "pretrain", "pretrain_hq.jsonl"),
+        ("minimind:full", "sft", "sft_mini_512.jsonl"),
+        ("minimind:recommended", "sft", "sft_mini_512.jsonl"),
+        ("minimind:auto", "sft", "sft_mini_512.jsonl"),
+        ("minimind:small", "pretrain", "lora_medical.jsonl"),
+        ("minimind:smoke", "sft", "lora_identity.jsonl"),
+        ("minimind:dpo", "sft", "dpo.jsonl"),
+        ("minimind:dpo.jsonl", "pretrain", "dpo.jsonl"),
+        ("minimind:r1_mix_1024", "sft", "r1_mix_1024.jsonl"),
+        ("minimind:sft_512.jsonl", "sft", "sft_512.jsonl"),
+        ("data/minimind.jsonl", "sft", None),
+    ],
+)
 def test_alias_file(spec, task, want):
     assert alias_file(spec, task) == want
 
@@ -145,8 +150,11 @@ def test_download_via_hf_endpoint_and_cache_reuse(server, tmp_path):
     spec = f"minimind:smoke,{local},minimind:auto"
     kw = dict(task="pretrain", data_dir=str(tmp_path / "d"), hf_endpoint=server.url, progress=False)
     paths = resolve_data_spec(spec, **kw)
-    assert paths == [str(tmp_path / "d" / "lora_identity.jsonl"), str(local),
-                     str(tmp_path / "d" / "pretrain_hq.jsonl")]
+    assert paths == [
+        str(tmp_path / "d" / "lora_identity.jsonl"),
+        str(local),
+        str(tmp_path / "d" / "pretrain_hq.jsonl"),
+    ]
     assert Path(paths[0]).read_bytes() == server.files["lora_identity.jsonl"]
     assert len(server.gets()) == 2
     n = len(server.log)
@@ -165,8 +173,14 @@ def test_download_via_env_endpoint(server, tmp_path, monkeypatch):
 
 def test_generic_repo_and_subfolder(server, tmp_path):
     server.files["main/train-00000-of-00001.parquet"] = b"PAR1" * 50
-    path = hub_download(REPO, "main/train-00000-of-00001.parquet", data_dir=tmp_path,
-                        endpoint=server.url, max_mb=1, progress=False)
+    path = hub_download(
+        REPO,
+        "main/train-00000-of-00001.parquet",
+        data_dir=tmp_path,
+        endpoint=server.url,
+        max_mb=1,
+        progress=False,
+    )
     assert path == tmp_path / "main" / "train-00000-of-00001.parquet"
     assert path.read_bytes() == b"PAR1" * 50
 
@@ -174,14 +188,26 @@ def test_generic_repo_and_subfolder(server, tmp_path):
 def test_metadata_guard_refuses_before_get(server, tmp_path):
     server.files["pretrain_hq.jsonl"] = b"x" * (3 * MB)
     with pytest.raises(ValueError) as e:
-        resolve_data_spec("minimind", task="pretrain", data_dir=str(tmp_path), max_download_mb=1,
-                          hf_endpoint=server.url, progress=False)
+        resolve_data_spec(
+            "minimind",
+            task="pretrain",
+            data_dir=str(tmp_path),
+            max_download_mb=1,
+            hf_endpoint=server.url,
+            progress=False,
+        )
     msg = str(e.value)
     assert "minimind" in msg and "pretrain_hq.jsonl" in msg and "3.0 MB" in msg
     assert "--max_download_mb 4" in msg and "0 disables" in msg and "\n" not in msg
     assert server.gets() == [] and not (tmp_path / "pretrain_hq.jsonl").exists()
-    [path] = resolve_data_spec("minimind", task="pretrain", data_dir=str(tmp_path),
-                               max_download_mb=0, hf_endpoint=server.url, progress=False)
+    [path] = resolve_data_spec(
+        "minimind",
+        task="pretrain",
+        data_dir=str(tmp_path),
+        max_download_mb=0,
+        hf_endpoint=server.url,
+        progress=False,
+    )
     assert Path(path).stat().st_size == 3 * MB
 
 
@@ -191,8 +217,14 @@ def test_byte_counter_aborts_lying_hub(server, tmp_path, xet):
     server.files["dpo.jsonl"] = b"y" * (64 * MB)
     server.claims["dpo.jsonl"] = 100
     with pytest.raises(ValueError, match="aborted mid-transfer") as e:
-        resolve_data_spec("minimind:dpo", task="sft", data_dir=str(tmp_path), max_download_mb=1,
-                          hf_endpoint=server.url, progress=False)
+        resolve_data_spec(
+            "minimind:dpo",
+            task="sft",
+            data_dir=str(tmp_path),
+            max_download_mb=1,
+            hf_endpoint=server.url,
+            progress=False,
+        )
     assert "--max_download_mb" in str(e.value)
     assert len(server.gets()) == 1 and server.sent < 64 * MB
     assert not (tmp_path / "dpo.jsonl").exists() and leftovers(tmp_path) == []
@@ -203,8 +235,13 @@ def test_lying_hub_under_cap_is_one_line_error(server, tmp_path):
     server.files["dpo.jsonl"] = b"z" * 5000
     server.claims["dpo.jsonl"] = 100
     with pytest.raises(ValueError, match="minimind:dpo") as e:
-        resolve_data_spec("minimind:dpo", task="sft", data_dir=str(tmp_path),
-                          hf_endpoint=server.url, progress=False)
+        resolve_data_spec(
+            "minimind:dpo",
+            task="sft",
+            data_dir=str(tmp_path),
+            hf_endpoint=server.url,
+            progress=False,
+        )
     assert "\n" not in str(e.value)
     assert not (tmp_path / "dpo.jsonl").exists() and leftovers(tmp_path) == []
 
@@ -232,12 +269,19 @@ def test_url_download_and_guards(server, tmp_path):
     assert not (tmp_path / "liar.jsonl").exists() and leftovers(tmp_path) == []
 
 
-@pytest.mark.parametrize("spec,endpoint_repo", [
-    ("minimind:nope", REPO), ("minimind:smoke", "someone/missing")])
+@pytest.mark.parametrize(
+    "spec,endpoint_repo", [("minimind:nope", REPO), ("minimind:smoke", "someone/missing")]
+)
 def test_not_found_is_clear(server, tmp_path, spec, endpoint_repo):
     with pytest.raises(FileNotFoundError) as e:
-        resolve_data_spec(spec, task="sft", data_dir=str(tmp_path), hf_endpoint=server.url,
-                          repo_id=endpoint_repo, progress=False)
+        resolve_data_spec(
+            spec,
+            task="sft",
+            data_dir=str(tmp_path),
+            hf_endpoint=server.url,
+            repo_id=endpoint_repo,
+            progress=False,
+        )
     msg = str(e.value)
     assert spec in msg and "HF_ENDPOINT" in msg and "--hf_endpoint" in msg and "\n" not in msg
     with pytest.raises(FileNotFoundError, match="HTTP 404"):
@@ -246,8 +290,13 @@ def test_not_found_is_clear(server, tmp_path, spec, endpoint_repo):
 
 def test_unreachable_endpoint(tmp_path):
     with pytest.raises(ValueError) as e:
-        resolve_data_spec("minimind:smoke", task="sft", data_dir=str(tmp_path),
-                          hf_endpoint="http://127.0.0.1:9", progress=False)
+        resolve_data_spec(
+            "minimind:smoke",
+            task="sft",
+            data_dir=str(tmp_path),
+            hf_endpoint="http://127.0.0.1:9",
+            progress=False,
+        )
     msg = str(e.value)
     assert "minimind:smoke" in msg and "HF_ENDPOINT" in msg and "\n" not in msg
 
@@ -255,11 +304,15 @@ def test_unreachable_endpoint(tmp_path):
 def test_local_paths_pass_through(tmp_path):
     spec = f"{tmp_path}/a.jsonl, {tmp_path}/shards/*.parquet ,{tmp_path}"
     assert resolve_data_spec(spec, task="sft", data_dir=str(tmp_path / "d")) == [
-        f"{tmp_path}/a.jsonl", f"{tmp_path}/shards/*.parquet", str(tmp_path)]
+        f"{tmp_path}/a.jsonl",
+        f"{tmp_path}/shards/*.parquet",
+        str(tmp_path),
+    ]
     existing = tmp_path / "d" / "sft_mini_512.jsonl"
     existing.parent.mkdir()
     existing.write_text("cached\n")
-    assert resolve_data_spec("minimind:auto", task="sft", data_dir=str(tmp_path / "d"),
-                             hf_endpoint="http://127.0.0.1:9") == [str(existing)]
+    assert resolve_data_spec(
+        "minimind:auto", task="sft", data_dir=str(tmp_path / "d"), hf_endpoint="http://127.0.0.1:9"
+    ) == [str(existing)]
     with pytest.raises(ValueError, match="empty data spec"):
         resolve_data_spec(" , ", task="sft", data_dir=str(tmp_path))

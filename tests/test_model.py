@@ -17,9 +17,15 @@ from minillm.model import Model, ModelArgs, init_weights, make_mask, num_params
 def test_preset_param_counts():
     assert num_params(Model(ModelArgs.from_preset("tiny"))) == 4_589_824
     big = ModelArgs.from_preset("200mb")
-    assert (big.hidden_size, big.num_hidden_layers, big.num_attention_heads,
-            big.num_key_value_heads, big.head_dim, big.intermediate_size, big.vocab_size) == (
-        768, 15, 12, 3, 64, 2048, 6400)
+    assert (
+        big.hidden_size,
+        big.num_hidden_layers,
+        big.num_attention_heads,
+        big.num_key_value_heads,
+        big.head_dim,
+        big.intermediate_size,
+        big.vocab_size,
+    ) == (768, 15, 12, 3, 64, 2048, 6400)
     n = num_params(Model(big))
     assert n == 97_836_288
     assert 190e6 < 2 * n < 200e6  # about 196 MB in bf16
@@ -32,8 +38,12 @@ def test_preset_overrides_and_errors():
         ModelArgs.from_preset("huge")
     with pytest.raises(ValueError, match="num_key_value_heads"):
         ModelArgs(hidden_size=64, num_attention_heads=4, num_key_value_heads=3)
-    assert ModelArgs.from_dict({"hidden_size": 64, "num_attention_heads": 4,
-                                "some_future_key": 1}).hidden_size == 64
+    assert (
+        ModelArgs.from_dict(
+            {"hidden_size": 64, "num_attention_heads": 4, "some_future_key": 1}
+        ).hidden_size
+        == 64
+    )
 
 
 def test_no_biases_tied_head_and_hf_names():
@@ -71,11 +81,14 @@ def hf_logits(path, ids: np.ndarray) -> np.ndarray:
         return hf(torch.from_numpy(ids)).logits.numpy()
 
 
-@pytest.mark.parametrize("shape", [
-    dict(preset="tiny"),
-    dict(preset="200mb", num_hidden_layers=2),
-    dict(preset="tiny", num_hidden_layers=1, num_key_value_heads=1),  # multi-query
-])
+@pytest.mark.parametrize(
+    "shape",
+    [
+        dict(preset="tiny"),
+        dict(preset="200mb", num_hidden_layers=2),
+        dict(preset="tiny", num_hidden_layers=1, num_key_value_heads=1),  # multi-query
+    ],
+)
 def test_logits_match_transformers_llama(tmp_path, shape):
     _, tok = make_tiny()
     preset = shape.pop("preset")
@@ -112,8 +125,13 @@ def test_checkpoint_folder_is_an_hf_model_folder(tiny_ckpt):
     from pathlib import Path
 
     files = {p.name for p in Path(tiny_ckpt).iterdir()}
-    assert {"config.json", "model.safetensors", "generation_config.json", "tokenizer.json",
-            "tokenizer_config.json"} <= files
+    assert {
+        "config.json",
+        "model.safetensors",
+        "generation_config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+    } <= files
     gen = json.loads((Path(tiny_ckpt) / "generation_config.json").read_text())
     assert 2 in gen["eos_token_id"] and gen["pad_token_id"] == 0
     from transformers import AutoTokenizer
@@ -133,5 +151,6 @@ def test_mlx_lm_loads_the_same_folder(tiny_ckpt):
     ids = mx.array([tok.encode("mlx-lm opens MiniLLM checkpoints, 也能打开。")])
     assert mx.array_equal(theirs(ids), ours(ids))
     msgs = [{"role": "user", "content": "hi"}]
-    assert their_tok.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False) == \
-        tok.apply_chat_template(msgs, add_generation_prompt=True)
+    assert their_tok.apply_chat_template(
+        msgs, add_generation_prompt=True, tokenize=False
+    ) == tok.apply_chat_template(msgs, add_generation_prompt=True)

@@ -15,8 +15,14 @@ from minillm.blas import openblas_path
 
 def run_pipeline(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
     full_env = {**os.environ, "CLEANUP_SMOKE": "0", **env}
-    r = subprocess.run([sys.executable, "-m", "minillm.pipeline", *args], cwd=cwd, env=full_env,
-                       capture_output=True, text=True, timeout=1200)
+    r = subprocess.run(
+        [sys.executable, "-m", "minillm.pipeline", *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     return r
 
@@ -38,13 +44,13 @@ def test_short_smoke_stages_resume_and_cleanup(tmp_path):
     assert "[pipeline] infer step_00000004:" in r.stdout
     again = run_pipeline(tmp_path, "--smoke-test", **short)  # finished stages are skipped
     assert again.stdout.count("done already") == 2
-    gone = run_pipeline(tmp_path, "--smoke-test", "--skip-infer",
-                        **{**short, "CLEANUP_SMOKE": "1"})
+    gone = run_pipeline(tmp_path, "--smoke-test", "--skip-infer", **{**short, "CLEANUP_SMOKE": "1"})
     assert "removed out/smoke" in gone.stdout and not out.exists()
 
 
-@pytest.mark.skipif(openblas_path() is None,
-                    reason="the full smoke run needs OpenBLAS to finish in minutes on CPU")
+@pytest.mark.skipif(
+    openblas_path() is None, reason="the full smoke run needs OpenBLAS to finish in minutes on CPU"
+)
 def test_full_smoke_loss_falls_and_model_knows_its_name(tmp_path):
     r = run_pipeline(tmp_path, "--smoke-test")
     out = tmp_path / "out" / "smoke"

@@ -13,9 +13,21 @@ from minillm.data.batching import Batches
 from minillm.data.jsonl import validate
 
 CJK = re.compile(r"[\u4e00-\u9fff]")
-OPS = [("乘以", "*"), ("×", "*"), ("*", "*"), ("times", "*"), ("Multiply", "*"),
-       ("减", "-"), ("-", "-"), ("minus", "-"), ("Subtract", "-"),
-       ("加", "+"), ("+", "+"), ("plus", "+"), ("Add", "+")]
+OPS = [
+    ("乘以", "*"),
+    ("×", "*"),
+    ("*", "*"),
+    ("times", "*"),
+    ("Multiply", "*"),
+    ("减", "-"),
+    ("-", "-"),
+    ("minus", "-"),
+    ("Subtract", "-"),
+    ("加", "+"),
+    ("+", "+"),
+    ("plus", "+"),
+    ("Add", "+"),
+]
 
 
 @pytest.fixture(scope="module")
@@ -53,8 +65,8 @@ def test_regeneration_is_byte_identical(tmp_path):
     for task, path in paths.items():
         shipped = smoke.SMOKE_DIR / smoke.FILES[task]
         assert path.read_bytes() == shipped.read_bytes(), (
-            f"{shipped} is out of date: python -m minillm.data.smoke --out_dir "
-            "minillm/assets/data")
+            f"{shipped} is out of date: python -m minillm.data.smoke --out_dir minillm/assets/data"
+        )
         assert shipped.stat().st_size <= 1_500_000
 
 
@@ -103,7 +115,9 @@ def test_pretrain_languages_and_topics():
     zh = sum(bool(CJK.search(t)) for t in texts)
     assert zh >= len(texts) // 3 and len(texts) - zh >= len(texts) // 3
     assert sum("MiniLLM" in t for t in texts) >= 100
-    sums = re.compile(r"(\d+) ?(\+|-|×|加|减|乘以|plus|minus|times) ?(\d+) ?(?:=|等于|equals) ?(\d+)")
+    sums = re.compile(
+        r"(\d+) ?(\+|-|×|加|减|乘以|plus|minus|times) ?(\d+) ?(?:=|等于|equals) ?(\d+)"
+    )
     n = 0
     for a, op, b, r in (m.groups() for t in texts for m in sums.finditer(t)):
         sym = dict(OPS)[op]

@@ -15,23 +15,41 @@ from minillm.tokenizer import (
 SPECIALS = {"<|endoftext|>": 0, "<|im_start|>": 1, "<|im_end|>": 2}
 CONVERSATIONS = [
     [{"role": "user", "content": "你好"}],
-    [{"role": "system", "content": "你是一个乐于助人的助手。"},
-     {"role": "user", "content": "1 + 2 等于几？"},
-     {"role": "assistant", "content": "1 + 2 = 3。"},
-     {"role": "user", "content": "再加 4 呢？"},
-     {"role": "assistant", "content": "3 + 4 = 7，答案是 7。"}],
-    [{"role": "user", "content": "Write a function.\n\n  Indented line"},
-     {"role": "assistant", "content": "def f(x):\n    return x * 2\n"}],
-    [{"role": "user", "content": " leading space"},
-     {"role": "assistant", "content": "  \n\nodd leading whitespace 🙂"},
-     {"role": "user", "content": ""}, {"role": "assistant", "content": "<think>\n嗯</think>好的"}],
-    [{"role": "user", "content": "code?"}, {"role": "assistant", "content": "    return x\n"},
-     {"role": "user", "content": "再来"}, {"role": "assistant", "content": "\n\n两个换行开头。"}],
+    [
+        {"role": "system", "content": "你是一个乐于助人的助手。"},
+        {"role": "user", "content": "1 + 2 等于几？"},
+        {"role": "assistant", "content": "1 + 2 = 3。"},
+        {"role": "user", "content": "再加 4 呢？"},
+        {"role": "assistant", "content": "3 + 4 = 7，答案是 7。"},
+    ],
+    [
+        {"role": "user", "content": "Write a function.\n\n  Indented line"},
+        {"role": "assistant", "content": "def f(x):\n    return x * 2\n"},
+    ],
+    [
+        {"role": "user", "content": " leading space"},
+        {"role": "assistant", "content": "  \n\nodd leading whitespace 🙂"},
+        {"role": "user", "content": ""},
+        {"role": "assistant", "content": "<think>\n嗯</think>好的"},
+    ],
+    [
+        {"role": "user", "content": "code?"},
+        {"role": "assistant", "content": "    return x\n"},
+        {"role": "user", "content": "再来"},
+        {"role": "assistant", "content": "\n\n两个换行开头。"},
+    ],
 ]
-TEXTS = ["", "hello world", "  多个  空格\t\ttabs\n\nnew lines  ", "中文分词测试：人工智能、机器学习。",
-         "emoji 🙂👍🏽🇨🇳 and ZWJ 👩‍💻", "def f(x):\n    return {'a': [1, 2.5e-3]}  # 注释",
-         "ÀÉÎõü ß Ωμέγα Привет مرحبا नमस्ते こんにちは 한국어", "\x00\x07\x1b[0m\ufeff\u200b\U0010ffff",
-         "<think>reasoning</think> answer"]
+TEXTS = [
+    "",
+    "hello world",
+    "  多个  空格\t\ttabs\n\nnew lines  ",
+    "中文分词测试：人工智能、机器学习。",
+    "emoji 🙂👍🏽🇨🇳 and ZWJ 👩‍💻",
+    "def f(x):\n    return {'a': [1, 2.5e-3]}  # 注释",
+    "ÀÉÎõü ß Ωμέγα Привет مرحبا नमस्ते こんにちは 한국어",
+    "\x00\x07\x1b[0m\ufeff\u200b\U0010ffff",
+    "<think>reasoning</think> answer",
+]
 
 
 def _train(out_dir, *extra):
@@ -71,10 +89,18 @@ def test_small_tokenizer_ids_and_size(small_dir, small):
     assert (small.pad_id, small.bos_id, small.eos_id, small.eos_ids) == (0, 1, 2, {0, 2})
     assert small.chat_template == CHATML_TEMPLATE
     assert {p.name for p in small_dir.iterdir()} == {
-        "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"}
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "special_tokens_map.json",
+    }
     added = json.loads((small_dir / "tokenizer.json").read_text())["added_tokens"]
     assert [(t["id"], t["special"]) for t in added] == [
-        (0, True), (1, True), (2, True), (3, False), (4, False)]
+        (0, True),
+        (1, True),
+        (2, True),
+        (3, False),
+        (4, False),
+    ]
     ids = small.encode("a<|im_start|>b<think>c<|im_end|>")
     assert ids.count(1) == ids.count(3) == ids.count(2) == 1
     assert small.decode(ids) == "ab<think>c"
@@ -93,11 +119,27 @@ def test_train_on_txt_and_jsonl(tmp_path):
     txt, jsonl = tmp_path / "a.txt", tmp_path / "b.jsonl"
     txt.write_text("\n".join(docs[::2]) + "\n", encoding="utf-8")
     rows = [{"text": d} for d in docs[1::4]]
-    rows += [{"conversations": [{"role": "user", "content": d},
-                                {"role": "assistant", "content": d[::-1]}]} for d in docs[3::4]]
+    rows += [
+        {
+            "conversations": [
+                {"role": "user", "content": d},
+                {"role": "assistant", "content": d[::-1]},
+            ]
+        }
+        for d in docs[3::4]
+    ]
     jsonl.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows), encoding="utf-8")
-    main(["train", "--data", f"{txt},{jsonl}", "--vocab_size", "400", "--out_dir",
-          str(tmp_path / "tok")])
+    main(
+        [
+            "train",
+            "--data",
+            f"{txt},{jsonl}",
+            "--vocab_size",
+            "400",
+            "--out_dir",
+            str(tmp_path / "tok"),
+        ]
+    )
     tok = load_tokenizer(tmp_path / "tok")
     assert tok.vocab_size == 400 and tok.token_to_id("<|im_end|>") == 2
     learned = json.loads((tmp_path / "tok" / "tokenizer.json").read_text())["model"]["vocab"]
@@ -118,7 +160,7 @@ def test_train_errors(tmp_path):
 
 def _random_strings(n=30, seed=0):
     rng = random.Random(seed)
-    pools = [(0x20, 0x7e), (0x4e00, 0x9fff), (0x1f300, 0x1faff), (0x0, 0xd7ff), (0xe000, 0x10ffff)]
+    pools = [(0x20, 0x7E), (0x4E00, 0x9FFF), (0x1F300, 0x1FAFF), (0x0, 0xD7FF), (0xE000, 0x10FFFF)]
     for _ in range(n):
         yield "".join(chr(rng.randint(*rng.choice(pools))) for _ in range(rng.randint(1, 40)))
 
@@ -149,9 +191,11 @@ def test_shipped_tokenizer(shipped):
 def test_chat_template_format(shipped):
     msgs = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]
     assert shipped.apply_chat_template(msgs) == (
-        "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\nyo<|im_end|>\n")
+        "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\nyo<|im_end|>\n"
+    )
     assert shipped.apply_chat_template(msgs[:1], add_generation_prompt=True) == (
-        "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n")
+        "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
+    )
     ids = shipped.apply_chat_template(msgs[:1], add_generation_prompt=True, tokenize=True)
     assert ids[0] == 1 and ids.count(1) == 2 and ids.count(2) == 1
 
@@ -169,32 +213,49 @@ def test_matches_transformers(which, request, tmp_path):
         for msgs in CONVERSATIONS:
             for gen in (False, True):
                 text = ours.apply_chat_template(msgs, add_generation_prompt=gen)
-                assert text == hf.apply_chat_template(msgs, tokenize=False,
-                                                      add_generation_prompt=gen)
+                assert text == hf.apply_chat_template(
+                    msgs, tokenize=False, add_generation_prompt=gen
+                )
                 hf_ids = hf.apply_chat_template(msgs, tokenize=True, add_generation_prompt=gen)
                 hf_ids = hf_ids["input_ids"] if hasattr(hf_ids, "keys") else hf_ids
-                assert ours.apply_chat_template(msgs, add_generation_prompt=gen,
-                                                tokenize=True) == list(hf_ids)
+                assert ours.apply_chat_template(
+                    msgs, add_generation_prompt=gen, tokenize=True
+                ) == list(hf_ids)
         for text in TEXTS:
             assert ours.encode(text) == hf.encode(text, add_special_tokens=False)
 
 
 def test_chat_mask_hand_computed(shipped):
     a1, a2 = "你好！有什么可以帮你？", "1 + 1 = 2。"
-    msgs = [{"role": "user", "content": "你好"}, {"role": "assistant", "content": a1},
-            {"role": "user", "content": "1 + 1 等于几？"}, {"role": "assistant", "content": a2}]
+    msgs = [
+        {"role": "user", "content": "你好"},
+        {"role": "assistant", "content": a1},
+        {"role": "user", "content": "1 + 1 等于几？"},
+        {"role": "assistant", "content": a2},
+    ]
     enc = shipped.encode
     head, nl = enc("<|im_start|>assistant\n"), enc("\n")
     assert head[0] == 1 and head[-1:] == nl
-    u1, u2 = enc("<|im_start|>user\n你好<|im_end|>\n"), enc("<|im_start|>user\n1 + 1 等于几？<|im_end|>\n")
+    u1, u2 = (
+        enc("<|im_start|>user\n你好<|im_end|>\n"),
+        enc("<|im_start|>user\n1 + 1 等于几？<|im_end|>\n"),
+    )
     c1, c2 = enc(a1), enc(a2)
     want_ids = u1 + head + c1 + [2] + nl + u2 + head + c2 + [2] + nl
-    want_mask = ([0] * (len(u1) + len(head)) + [1] * (len(c1) + 1) + [0]
-                 + [0] * (len(u2) + len(head)) + [1] * (len(c2) + 1) + [0])
+    want_mask = (
+        [0] * (len(u1) + len(head))
+        + [1] * (len(c1) + 1)
+        + [0]
+        + [0] * (len(u2) + len(head))
+        + [1] * (len(c2) + 1)
+        + [0]
+    )
     ids, mask = chat_ids_and_mask(shipped, msgs)
     assert ids == want_ids == enc(shipped.apply_chat_template(msgs))
     assert mask == want_mask
-    kept = shipped.decode([i for i, m in zip(ids, mask, strict=True) if m], skip_special_tokens=False)
+    kept = shipped.decode(
+        [i for i, m in zip(ids, mask, strict=True) if m], skip_special_tokens=False
+    )
     assert kept == a1 + "<|im_end|>" + a2 + "<|im_end|>"
 
 
@@ -210,7 +271,8 @@ def test_chat_ids_equal_whole_encoding(which, request):
         if not any(a[:1].isspace() for a in answers):
             kept = [i for i, m in zip(ids, mask, strict=True) if m]
             assert tok.decode(kept, skip_special_tokens=False) == "".join(
-                a + "<|im_end|>" for a in answers)
+                a + "<|im_end|>" for a in answers
+            )
 
 
 def test_load_errors(tmp_path):

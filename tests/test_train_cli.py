@@ -20,10 +20,32 @@ from minillm import cli
 from minillm.checkpoint import load
 from minillm.data.batching import Batches
 
-MODEL = ["--preset", "custom", "--hidden_size", "64", "--num_hidden_layers", "2",
-         "--num_attention_heads", "4", "--num_key_value_heads", "2", "--intermediate_size", "128"]
-FAST = ["--dtype", "float32", "--seq_len", "32", "--batch_size", "4", "--warmup_steps", "1",
-        "--learning_rate", "3e-3"]
+MODEL = [
+    "--preset",
+    "custom",
+    "--hidden_size",
+    "64",
+    "--num_hidden_layers",
+    "2",
+    "--num_attention_heads",
+    "4",
+    "--num_key_value_heads",
+    "2",
+    "--intermediate_size",
+    "128",
+]
+FAST = [
+    "--dtype",
+    "float32",
+    "--seq_len",
+    "32",
+    "--batch_size",
+    "4",
+    "--warmup_steps",
+    "1",
+    "--learning_rate",
+    "3e-3",
+]
 PNG = b"\x89PNG\r\n\x1a\n"
 # `python -m minillm.train` whose batches take 0.2 s longer, so a test can kill it mid-run;
 # run(main) is a process entry point (it re-execs with OpenBLAS like the real CLI), so its
@@ -39,8 +61,12 @@ from minillm.cli import run
 from minillm.train.cli import main
 run(main)
 """
-ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(
-    [str(Path(__file__).parents[1]), *filter(None, [os.environ.get("PYTHONPATH")])])}
+ENV = {
+    **os.environ,
+    "PYTHONPATH": os.pathsep.join(
+        [str(Path(__file__).parents[1]), *filter(None, [os.environ.get("PYTHONPATH")])]
+    ),
+}
 
 
 def write_jsonl(path: Path, records: list, bad: dict[int, str] | None = None) -> str:
@@ -52,24 +78,30 @@ def write_jsonl(path: Path, records: list, bad: dict[int, str] | None = None) ->
 
 
 def pretrain_data(path: Path, n: int = 40) -> str:
-    return write_jsonl(path, [{"text": "the cat sat on the mat. " * (1 + i % 4)}
-                              for i in range(n)])
+    return write_jsonl(path, [{"text": "the cat sat on the mat. " * (1 + i % 4)} for i in range(n)])
 
 
 def sft_data(path: Path, n: int = 24) -> str:
     def turns(i: int) -> list[dict]:
         if i % 3 == 0:  # short samples, for the 16-token bucket
             return [{"role": "user", "content": "hi"}, {"role": "assistant", "content": f"{i}"}]
-        return [{"role": "user", "content": f"what is {i} plus {i % 3}?" + " please" * (i % 4)},
-                {"role": "assistant", "content": f"{i} plus {i % 3} is {i + i % 3}."}]
+        return [
+            {"role": "user", "content": f"what is {i} plus {i % 3}?" + " please" * (i % 4)},
+            {"role": "assistant", "content": f"{i} plus {i % 3} is {i + i % 3}."},
+        ]
 
     return write_jsonl(path, [{"conversations": turns(i)} for i in range(n)])
 
 
 def train_subprocess(argv: list[str], out: Path) -> Path:
     """`python -m minillm.train ARGV --out_dir OUT` (in-process runs may use another BLAS)."""
-    r = subprocess.run([sys.executable, "-m", "minillm.train", *argv, "--out_dir", str(out)],
-                       capture_output=True, text=True, env=ENV, timeout=300)
+    r = subprocess.run(
+        [sys.executable, "-m", "minillm.train", *argv, "--out_dir", str(out)],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr
     return out
 
@@ -113,8 +145,11 @@ def safetensors_dtypes(path: Path) -> set[str]:
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> dict[str, str]:
     d = tmp_path_factory.mktemp("data")
-    return {"pretrain": pretrain_data(d / "pt.jsonl", 100), "sft": sft_data(d / "sft.jsonl"),
-            "small": pretrain_data(d / "small.jsonl", 12)}
+    return {
+        "pretrain": pretrain_data(d / "pt.jsonl", 100),
+        "sft": sft_data(d / "sft.jsonl"),
+        "small": pretrain_data(d / "small.jsonl", 12),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -122,9 +157,25 @@ def pretrained(tmp_path_factory, data) -> Path:
     """A 20-step pretrain run folder (fp32, compiled step, the CLI's defaults elsewhere)."""
     out = tmp_path_factory.mktemp("pre") / "run"
     with pytest.raises(SystemExit) as e:
-        cli.main(["train", "--data_path", data["pretrain"], *MODEL, *FAST, "--epochs", "2",
-                  "--max_steps", "20",
-                  "--log_interval", "1", "--save_interval", "10", "--out_dir", str(out)])
+        cli.main(
+            [
+                "train",
+                "--data_path",
+                data["pretrain"],
+                *MODEL,
+                *FAST,
+                "--epochs",
+                "2",
+                "--max_steps",
+                "20",
+                "--log_interval",
+                "1",
+                "--save_interval",
+                "10",
+                "--out_dir",
+                str(out),
+            ]
+        )
     assert e.value.code == 0
     return out
 
@@ -136,8 +187,10 @@ def test_train_loss_falls_run_json_metrics_and_plots(pretrained, capsys):
     assert run["total_steps"] == 20 and run["start_step"] == 0 and run["resumed_from"] is None
     assert run["config"]["seq_len"] == 32 and run["config"]["dtype"] == "float32"
     assert run["config"]["learning_rate"] == 3e-3 and run["trainable_params"] == run["params"]
-    assert [p.name for p in sorted((pretrained / "checkpoints").iterdir())] == \
-        ["step_00000010", "step_00000020"]
+    assert [p.name for p in sorted((pretrained / "checkpoints").iterdir())] == [
+        "step_00000010",
+        "step_00000020",
+    ]
     assert all(r["tok_s"] > 0 and r["tokens_seen"] > 0 for r in records(pretrained))
     plots = pretrained / "plots"
     for f in plots.iterdir():
@@ -156,10 +209,28 @@ def test_train_loss_falls_run_json_metrics_and_plots(pretrained, capsys):
 
 
 def test_train_flag_and_data_errors_are_one_line(tmp_path, data, pretrained, capsys):
-    base = ["--data_path", data["pretrain"], *MODEL, *FAST, "--no-compile", "--warmup_steps",
-            "0", "--out_dir", str(tmp_path / "x")]
-    code, _, err = verb(["train", *base, "--init_from", str(final_checkpoint(pretrained)),
-                         "--resume", str(pretrained)], capsys)
+    base = [
+        "--data_path",
+        data["pretrain"],
+        *MODEL,
+        *FAST,
+        "--no-compile",
+        "--warmup_steps",
+        "0",
+        "--out_dir",
+        str(tmp_path / "x"),
+    ]
+    code, _, err = verb(
+        [
+            "train",
+            *base,
+            "--init_from",
+            str(final_checkpoint(pretrained)),
+            "--resume",
+            str(pretrained),
+        ],
+        capsys,
+    )
     assert code == 2 and "exclude each other" in err and err.count("\n") == 1
     records_ = [{"text": "a b c d e f g h " * 3}] * 5
     bad = write_jsonl(tmp_path / "bad.jsonl", records_, {3: '{"text": "no end'})
@@ -173,9 +244,32 @@ def test_train_flag_and_data_errors_are_one_line(tmp_path, data, pretrained, cap
 
 def test_steps_from_data_and_bf16_checkpoint(tmp_path, data, capsys):
     out = tmp_path / "run"
-    train(["--data_path", data["small"], *MODEL, *FAST, "--dtype", "bfloat16", "--no-compile",
-           "--seq_len", "16", "--batch_size", "4", "--epochs", "2", "--accum_steps", "2",
-           "--log_interval", "4", "--warmup_steps", "1", "--out_dir", str(out)], capsys)
+    train(
+        [
+            "--data_path",
+            data["small"],
+            *MODEL,
+            *FAST,
+            "--dtype",
+            "bfloat16",
+            "--no-compile",
+            "--seq_len",
+            "16",
+            "--batch_size",
+            "4",
+            "--epochs",
+            "2",
+            "--accum_steps",
+            "2",
+            "--log_interval",
+            "4",
+            "--warmup_steps",
+            "1",
+            "--out_dir",
+            str(out),
+        ],
+        capsys,
+    )
     _, tok = load(final_checkpoint(out))
     batches = Batches(data["small"], tok, "pretrain", 16, 4, epochs=2)
     n_batches = batches.num_batches()
@@ -192,8 +286,23 @@ def test_steps_from_data_and_bf16_checkpoint(tmp_path, data, capsys):
 def test_init_from_loads_weights_only(tmp_path, data, pretrained, capsys):
     base = final_checkpoint(pretrained)
     out = tmp_path / "run"
-    train(["--data_path", data["pretrain"], *FAST, "--no-compile", "--init_from", str(base),
-           "--max_steps", "3", "--log_interval", "1", "--out_dir", str(out)], capsys)
+    train(
+        [
+            "--data_path",
+            data["pretrain"],
+            *FAST,
+            "--no-compile",
+            "--init_from",
+            str(base),
+            "--max_steps",
+            "3",
+            "--log_interval",
+            "1",
+            "--out_dir",
+            str(out),
+        ],
+        capsys,
+    )
     run = json.loads((out / "run.json").read_text())
     assert run["start_step"] == 0 and run["resumed_from"] is None
     assert run["base_model"] == str(base)
@@ -204,13 +313,18 @@ def test_init_from_loads_weights_only(tmp_path, data, pretrained, capsys):
     assert opt["step"].item() == 3  # a fresh optimizer, not the base run's 20 steps
 
 
-def kill_and_resume(tmp_path: Path, args: list[str], resume_args: list[str],
-                    reference: Path) -> Path:
+def kill_and_resume(
+    tmp_path: Path, args: list[str], resume_args: list[str], reference: Path
+) -> Path:
     """Run `args` in a subprocess, SIGKILL it after its first checkpoint, `--resume` it in
     another and check its per-step logs equal those of the uninterrupted `reference` run."""
     out = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-c", SLOW_TRAIN, *args, "--out_dir", str(out)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=ENV)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SLOW_TRAIN, *args, "--out_dir", str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=ENV,
+    )
     try:
         deadline = time.monotonic() + 120
         while not ((out / "metrics.jsonl").is_file() and records(out, "checkpoint")):
@@ -241,36 +355,73 @@ def kill_and_resume(tmp_path: Path, args: list[str], resume_args: list[str],
 
 
 def test_sft_run_killed_with_sigkill_resumes_exactly(tmp_path, data):
-    args = ["--data_path", data["sft"], "--task", "sft", *MODEL, *FAST, "--batch_size", "2",
-            "--bucket_sizes", "16", "--shuffle_buffer", "8", "--max_steps", "8",
-            "--log_interval", "1", "--save_interval", "2"]
+    args = [
+        "--data_path",
+        data["sft"],
+        "--task",
+        "sft",
+        *MODEL,
+        *FAST,
+        "--batch_size",
+        "2",
+        "--bucket_sizes",
+        "16",
+        "--shuffle_buffer",
+        "8",
+        "--max_steps",
+        "8",
+        "--log_interval",
+        "1",
+        "--save_interval",
+        "2",
+    ]
     reference = train_subprocess(args, tmp_path / "ref")
     kill_and_resume(tmp_path, args, args, reference)
 
 
 @pytest.fixture(scope="module")
 def lora_args(data, pretrained) -> list[str]:
-    return ["--data_path", data["sft"], "--task", "sft", *FAST, "--batch_size", "2",
-            "--lora_r", "4", "--lora_dropout", "0.1", "--learning_rate", "1e-2",
-            "--max_steps", "8", "--log_interval", "1", "--save_interval", "2"]
+    return [
+        "--data_path",
+        data["sft"],
+        "--task",
+        "sft",
+        *FAST,
+        "--batch_size",
+        "2",
+        "--lora_r",
+        "4",
+        "--lora_dropout",
+        "0.1",
+        "--learning_rate",
+        "1e-2",
+        "--max_steps",
+        "8",
+        "--log_interval",
+        "1",
+        "--save_interval",
+        "2",
+    ]
 
 
 @pytest.fixture(scope="module")
 def lora_run(tmp_path_factory, lora_args, pretrained) -> Path:
-    return train_subprocess([*lora_args, "--init_from", str(final_checkpoint(pretrained))],
-                            tmp_path_factory.mktemp("lora") / "run")
+    return train_subprocess(
+        [*lora_args, "--init_from", str(final_checkpoint(pretrained))],
+        tmp_path_factory.mktemp("lora") / "run",
+    )
 
 
-def test_lora_run_killed_with_sigkill_resumes_exactly(tmp_path, lora_args, lora_run,
-                                                      pretrained):
+def test_lora_run_killed_with_sigkill_resumes_exactly(tmp_path, lora_args, lora_run, pretrained):
     base = str(final_checkpoint(pretrained))
     out = kill_and_resume(tmp_path, [*lora_args, "--init_from", base], lora_args, lora_run)
     conf = json.loads((final_checkpoint(out) / "adapter_config.json").read_text())
     assert conf["base_model"] == base  # kept across the resume, so it can resume again
 
 
-def test_lora_adapters_fuse_and_load_in_infer_and_eval(tmp_path, data, lora_run, pretrained,
-                                                       capsys):
+def test_lora_adapters_fuse_and_load_in_infer_and_eval(
+    tmp_path, data, lora_run, pretrained, capsys
+):
     run = json.loads((lora_run / "run.json").read_text())
     L, d, kv, ff, r = 2, 64, 2 * 16, 128, 4
     shapes = [(d, d), (d, kv), (d, kv), (d, d), (d, ff), (d, ff), (ff, d)]
@@ -281,33 +432,57 @@ def test_lora_adapters_fuse_and_load_in_infer_and_eval(tmp_path, data, lora_run,
     assert all("lora_" in k for k in adapters) and len(adapters) == L * 7 * 2
     base = final_checkpoint(pretrained)
     fused = tmp_path / "fused"
-    code, out, err = verb(["fuse", "--adapter_path", str(lora_run), "--out_dir", str(fused)],
-                          capsys)  # --model defaults to the adapters' base model
+    code, out, err = verb(
+        ["fuse", "--adapter_path", str(lora_run), "--out_dir", str(fused)], capsys
+    )  # --model defaults to the adapters' base model
     assert code == 0, err
     w_fused = mx.load(str(fused / "model.safetensors"))
     w_ckpt = mx.load(str(ckpt / "model.safetensors"))
     assert set(w_fused) == set(w_ckpt)
     assert all(mx.allclose(w_fused[k], w_ckpt[k], atol=1e-6).item() for k in w_fused)
-    assert not mx.array_equal(w_fused["model.layers.0.self_attn.q_proj.weight"],
-                              mx.load(str(base / "model.safetensors"))[
-                                  "model.layers.0.self_attn.q_proj.weight"]).item()
-    ev = ["eval", "--task", "sft", "--data_path", data["sft"], "--seq_len", "32",
-          "--batch_size", "2", "--max_batches", "0", "--log_interval", "0"]
+    assert not mx.array_equal(
+        w_fused["model.layers.0.self_attn.q_proj.weight"],
+        mx.load(str(base / "model.safetensors"))["model.layers.0.self_attn.q_proj.weight"],
+    ).item()
+    ev = [
+        "eval",
+        "--task",
+        "sft",
+        "--data_path",
+        data["sft"],
+        "--seq_len",
+        "32",
+        "--batch_size",
+        "2",
+        "--max_batches",
+        "0",
+        "--log_interval",
+        "0",
+    ]
     results = []
-    for where in (["--checkpoint", str(fused)], ["--checkpoint", str(base), "--adapter_path",
-                                                 str(ckpt)]):
+    for where in (
+        ["--checkpoint", str(fused)],
+        ["--checkpoint", str(base), "--adapter_path", str(ckpt)],
+    ):
         code, out, err = verb([*ev, *where], capsys)
         assert code == 0, err
         results.append(json.loads(out.splitlines()[-1]))
-        gen = ["infer", *where, "--prompt", "what is 3 plus 0?", "--max_new_tokens", "6",
-               "--min_new_tokens", "6"]
+        gen = [
+            "infer",
+            *where,
+            "--prompt",
+            "what is 3 plus 0?",
+            "--max_new_tokens",
+            "6",
+            "--min_new_tokens",
+            "6",
+        ]
         code, out, err = verb(gen, capsys)
         assert code == 0, err
         results[-1]["text"] = out
     assert results[0]["avg_loss"] == pytest.approx(results[1]["avg_loss"], rel=1e-5)
     assert results[0]["text"] == results[1]["text"]
-    code, _, err = verb([*ev, "--checkpoint", str(base), "--adapter_path", str(tmp_path)],
-                        capsys)
+    code, _, err = verb([*ev, "--checkpoint", str(base), "--adapter_path", str(tmp_path)], capsys)
     assert code == 2 and "adapter_config.json is missing" in err
 
 
@@ -320,22 +495,43 @@ def numpy_masked_ce(model, batch) -> tuple[float, float]:
 
 
 @pytest.mark.parametrize("task", ["sft", "pretrain"])
-def test_eval_is_token_weighted_masked_ce_chunked_or_not(tmp_path, data, tiny_ckpt, task,
-                                                         capsys):
+def test_eval_is_token_weighted_masked_ce_chunked_or_not(tmp_path, data, tiny_ckpt, task, capsys):
     model, tok = load(tiny_ckpt)
     n_batches = 3
-    sums = [numpy_masked_ce(model, b) for _, b in
-            zip(range(n_batches), Batches(data[task], tok, task, 32, 2), strict=False)]
+    sums = [
+        numpy_masked_ce(model, b)
+        for _, b in zip(range(n_batches), Batches(data[task], tok, task, 32, 2), strict=False)
+    ]
     expected = sum(s for s, _ in sums) / sum(n for _, n in sums)
     if task == "sft":  # batches hold different token counts: a mean of means would differ
         assert len({n for _, n in sums}) > 1
     got = {}
     for chunk in ("0", "7"):
         out_json = tmp_path / f"eval{chunk}.json"
-        code, out, err = verb(["eval", "--checkpoint", tiny_ckpt, "--task", task, "--data_path",
-                               data[task], "--seq_len", "32", "--batch_size", "2",
-                               "--max_batches", str(n_batches), "--logits_chunk_size", chunk,
-                               "--log_interval", "1", "--out_json", str(out_json)], capsys)
+        code, out, err = verb(
+            [
+                "eval",
+                "--checkpoint",
+                tiny_ckpt,
+                "--task",
+                task,
+                "--data_path",
+                data[task],
+                "--seq_len",
+                "32",
+                "--batch_size",
+                "2",
+                "--max_batches",
+                str(n_batches),
+                "--logits_chunk_size",
+                chunk,
+                "--log_interval",
+                "1",
+                "--out_json",
+                str(out_json),
+            ],
+            capsys,
+        )
         assert code == 0, err
         assert out.startswith(f"[eval] batches={n_batches} tokens={int(sum(n for _, n in sums))}")
         assert err.count("[eval] batch ") == n_batches

@@ -94,14 +94,22 @@ def make_batch(seed=0, B=2, T=32, vocab=VOCAB, keep=0.7, sparse=False) -> Batch:
         lmask = np.zeros((B, K), np.float32)
         for i in range(B):
             p = np.nonzero(mask[i])[0]
-            pos[i, :len(p)], lmask[i, :len(p)] = p, 1
+            pos[i, : len(p)], lmask[i, : len(p)] = p, 1
         b.label_pos, b.label_mask = pos, lmask
     return b
 
 
 def cfg_for(tmp_path, **kw) -> TrainConfig:
-    base = dict(out_dir=str(tmp_path / "run"), max_steps=8, warmup_steps=2, learning_rate=3e-3,
-                dtype="float32", log_interval=2, save_interval=0, progress=False)
+    base = dict(
+        out_dir=str(tmp_path / "run"),
+        max_steps=8,
+        warmup_steps=2,
+        learning_rate=3e-3,
+        dtype="float32",
+        log_interval=2,
+        save_interval=0,
+        progress=False,
+    )
     return TrainConfig(**{**base, **kw})
 
 
@@ -125,15 +133,18 @@ def measured(model, loss_fn, batch):
 
 # --- config, schedule, optimizer -----------------------------------------------------------
 
+
 def test_config_cross_field_checks():
     assert TrainConfig(lora_targets="q_proj, v_proj").lora_targets == ("q_proj", "v_proj")
     assert all(f.metadata.get("help") for f in dataclasses.fields(TrainConfig))
-    for kw, msg in [(dict(max_steps=10, warmup_steps=10), "set warmup_steps below 10"),
-                    (dict(optimizer="sgd"), "set optimizer to one of"),
-                    (dict(dtype="float16", optim_state_dtype="param"), "optim_state_dtype"),
-                    (dict(lora_dropout=0.1), "set lora_r"),
-                    (dict(accum_steps=0), "accum_steps"),
-                    (dict(lora_r=4, lora_dropout=0.1, checkpoint_every_n=1), "recompute")]:
+    for kw, msg in [
+        (dict(max_steps=10, warmup_steps=10), "set warmup_steps below 10"),
+        (dict(optimizer="sgd"), "set optimizer to one of"),
+        (dict(dtype="float16", optim_state_dtype="param"), "optim_state_dtype"),
+        (dict(lora_dropout=0.1), "set lora_r"),
+        (dict(accum_steps=0), "accum_steps"),
+        (dict(lora_r=4, lora_dropout=0.1, checkpoint_every_n=1), "recompute"),
+    ]:
         with pytest.raises(ValueError, match=msg):
             TrainConfig(**kw)
     assert TrainConfig(max_steps=50, warmup_steps=5).steps_for(1000) == 50
@@ -189,8 +200,13 @@ def test_other_optimizers_keep_dtype_and_skip_norm_decay(tmp_path, name):
     new = opt.apply_gradients(zero, p)
     assert new["w"].dtype == mx.bfloat16
     assert new["n"].tolist() == [1.0] * 4 and new["w"][0, 0].item() < 1.0
-    cfg = cfg_for(tmp_path, optimizer=name, dtype="bfloat16", max_steps=6,
-                  learning_rate=1e-3 if name == "lion" else 1e-2)
+    cfg = cfg_for(
+        tmp_path,
+        optimizer=name,
+        dtype="bfloat16",
+        max_steps=6,
+        learning_rate=1e-3 if name == "lion" else 1e-2,
+    )
     model = tiny()
     res = train(model, make_lm_loss(), ListBatches([make_batch(0)] * 6), cfg, tokenizer=TOK)
     assert res.losses[-1] < res.losses[0]
@@ -198,6 +214,7 @@ def test_other_optimizers_keep_dtype_and_skip_norm_decay(tmp_path, name):
 
 
 # --- the loop --------------------------------------------------------------------------------
+
 
 def test_loss_falls_on_fixed_batch(tmp_path):
     batch = make_batch(0)
@@ -210,9 +227,13 @@ def test_loss_falls_on_fixed_batch(tmp_path):
 def test_accumulation_averages_per_real_token_across_micro_batches():
     a, b = make_batch(1, B=2, keep=0.15), make_batch(2, B=2, keep=0.95)
     assert a.n_tokens * 3 < b.n_tokens
-    big = Batch(*(np.concatenate([x, y]) for x, y in
-                  ((a.inputs, b.inputs), (a.targets, b.targets), (a.mask, b.mask))),
-                a.n_tokens + b.n_tokens)
+    big = Batch(
+        *(
+            np.concatenate([x, y])
+            for x, y in ((a.inputs, b.inputs), (a.targets, b.targets), (a.mask, b.mask))
+        ),
+        a.n_tokens + b.n_tokens,
+    )
     cfg = TrainConfig(accum_steps=2, grad_clip=0.0, compile=False)
     model = tiny()
     opt = build_optimizer(cfg, 1e-3)
@@ -233,8 +254,7 @@ def test_accumulation_averages_per_real_token_across_micro_batches():
 def test_bf16_params_stay_bf16_through_training_and_checkpoints(tmp_path):
     cfg = cfg_for(tmp_path, dtype="bfloat16", max_steps=4, save_interval=2)
     model = tiny()
-    res = train(model, make_lm_loss(), ListBatches([make_batch(0)], repeat=4), cfg,
-                tokenizer=TOK)
+    res = train(model, make_lm_loss(), ListBatches([make_batch(0)], repeat=4), cfg, tokenizer=TOK)
     assert {v.dtype for _, v in tree_flatten(model.parameters())} == {mx.bfloat16}
     assert all(np.isfinite(res.losses))
     for ckpt in res.checkpoints:
@@ -251,15 +271,18 @@ def test_compiled_step_matches_eager(tmp_path, dtype):
     batches = [make_batch(i) for i in range(3)]
     runs = {}
     for compiled in (False, True):
-        cfg = cfg_for(tmp_path / str(compiled), compile=compiled, max_steps=6, accum_steps=2,
-                      dtype=dtype)
-        runs[compiled] = train(tiny(), make_lm_loss(), ListBatches(batches, repeat=4), cfg,
-                               tokenizer=TOK).losses
+        cfg = cfg_for(
+            tmp_path / str(compiled), compile=compiled, max_steps=6, accum_steps=2, dtype=dtype
+        )
+        runs[compiled] = train(
+            tiny(), make_lm_loss(), ListBatches(batches, repeat=4), cfg, tokenizer=TOK
+        ).losses
     # bitwise equal on mlx 0.32 CPU; the tolerance leaves room for fused GPU kernels
     np.testing.assert_allclose(runs[True], runs[False], rtol=1e-5 if dtype == "float32" else 2e-3)
 
 
 # --- memory-saving losses --------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def big():
@@ -301,6 +324,7 @@ def test_gradient_checkpointing_same_grads_less_memory():
 
 # --- LoRA ------------------------------------------------------------------------------------
 
+
 def test_lora_count_fuse_and_save_load(tmp_path):
     model = tiny(seed=1)
     base_logits = model(mx.array(make_batch(0).inputs))
@@ -334,10 +358,16 @@ def test_lora_count_fuse_and_save_load(tmp_path):
 def test_lora_training_updates_only_adapters(tmp_path):
     model = tiny(seed=2)
     before = dict(tree_flatten(model.parameters()))
-    cfg = cfg_for(tmp_path, lora_r=4, lora_alpha=8.0, lora_dropout=0.1, max_steps=4,
-                  save_interval=4, learning_rate=1e-2)
-    res = train(model, make_lm_loss(), ListBatches([make_batch(0)], repeat=4), cfg,
-                tokenizer=TOK)
+    cfg = cfg_for(
+        tmp_path,
+        lora_r=4,
+        lora_alpha=8.0,
+        lora_dropout=0.1,
+        max_steps=4,
+        save_interval=4,
+        learning_rate=1e-2,
+    )
+    res = train(model, make_lm_loss(), ListBatches([make_batch(0)], repeat=4), cfg, tokenizer=TOK)
     after = dict(tree_flatten(model.parameters()))
     frozen = [k for k in after if "lora" not in k]
     assert all(mx.array_equal(before[k.replace(".linear.", ".")], after[k]) for k in frozen)
@@ -352,6 +382,7 @@ def test_lora_training_updates_only_adapters(tmp_path):
 
 # --- checkpoints and resume --------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("kind", ["float32", "bfloat16", "lora+dropout"])
 def test_resume_reproduces_losses_bitwise(tmp_path, kind):
     data = [make_batch(i) for i in range(16)]
@@ -360,16 +391,18 @@ def test_resume_reproduces_losses_bitwise(tmp_path, kind):
         kw.update(lora_r=4, lora_dropout=0.2, learning_rate=1e-2)
     else:
         kw.update(dtype=kind)
-    full = train(tiny(), make_lm_loss(), ListBatches(data), cfg_for(tmp_path / "a", **kw),
-                 tokenizer=TOK)
+    full = train(
+        tiny(), make_lm_loss(), ListBatches(data), cfg_for(tmp_path / "a", **kw), tokenizer=TOK
+    )
     cfg = cfg_for(tmp_path / "b", **kw)
     first = train(tiny(), make_lm_loss(), ListBatches(data[:8]), cfg, tokenizer=TOK)
     assert first.step == 4 and first.losses == full.losses[:4]
     # a fresh process: new model (other init unless LoRA's base), new iterator, from the run
     # folder; the iterator restarts at 0 and must be moved by restore()
     model = tiny(seed=0 if cfg.lora_r else 9)
-    second = train(model, make_lm_loss(), ListBatches(data), cfg, tokenizer=TOK,
-                   start_state=cfg.out_dir)
+    second = train(
+        model, make_lm_loss(), ListBatches(data), cfg, tokenizer=TOK, start_state=cfg.out_dir
+    )
     assert second.step == 8
     assert second.losses == full.losses[4:]  # bitwise
     st = load_state(cfg.out_dir)
@@ -380,13 +413,21 @@ def test_resume_reproduces_losses_bitwise(tmp_path, kind):
 def test_resume_refuses_other_optimizer_or_state_dtype(tmp_path):
     cfg = cfg_for(tmp_path, max_steps=2, warmup_steps=1, save_interval=2)
     train(tiny(), make_lm_loss(), ListBatches([make_batch(0)] * 2), cfg, tokenizer=TOK)
-    for kw, msg in [(dict(optim_state_dtype="param"), "optim_state_dtype=float32"),
-                    (dict(optimizer="lion"), "optimizer=adamw"),
-                    (dict(dtype="bfloat16"), "dtype=float32")]:
+    for kw, msg in [
+        (dict(optim_state_dtype="param"), "optim_state_dtype=float32"),
+        (dict(optimizer="lion"), "optimizer=adamw"),
+        (dict(dtype="bfloat16"), "dtype=float32"),
+    ]:
         other = cfg_for(tmp_path, max_steps=4, **kw)
         with pytest.raises(ValueError, match=msg):
-            train(tiny(), make_lm_loss(), ListBatches([make_batch(0)] * 4), other,
-                  tokenizer=TOK, start_state=other.out_dir)
+            train(
+                tiny(),
+                make_lm_loss(),
+                ListBatches([make_batch(0)] * 4),
+                other,
+                tokenizer=TOK,
+                start_state=other.out_dir,
+            )
 
 
 def test_no_checkpoint_after_a_crash(tmp_path):
@@ -423,24 +464,36 @@ def test_save_interval_and_end_save_once(tmp_path):
     with pytest.raises(ValueError, match="checkpoints up to step 5; resume"):
         train(tiny(), make_lm_loss(), ListBatches([make_batch(0)] * 5), cfg, tokenizer=TOK)
     # data running out ends the run early, with one save at the last step
-    cfg = cfg_for(tmp_path / "short", max_steps=10, save_interval=3, log_interval=4,
-                  progress=True)
+    cfg = cfg_for(tmp_path / "short", max_steps=10, save_interval=3, log_interval=4, progress=True)
     res = train(tiny(), make_lm_loss(), ListBatches([make_batch(0)] * 6), cfg, tokenizer=TOK)
     assert res.step == 6 and [s for s, _ in list_checkpoints(cfg.out_dir)] == [3, 6]
     assert [r["step"] for r in res.logs] == [4, 6]
     # nothing left to do: no step, no second save of step 6
-    again = train(tiny(), make_lm_loss(), ListBatches([make_batch(0)] * 6), cfg, tokenizer=TOK,
-                  start_state=cfg.out_dir)
+    again = train(
+        tiny(),
+        make_lm_loss(),
+        ListBatches([make_batch(0)] * 6),
+        cfg,
+        tokenizer=TOK,
+        start_state=cfg.out_dir,
+    )
     assert again.step == 6 and again.checkpoints == [] and again.losses == []
 
 
 # --- logs and plots --------------------------------------------------------------------------
 
+
 def test_log_line_metrics_run_json_and_plots(tmp_path, capsys):
     cfg = cfg_for(tmp_path, max_steps=6, save_interval=3, profile_timing=True)
     seen = []
-    train(tiny(), make_lm_loss(), ListBatches([make_batch(0)] * 6), cfg, tokenizer=TOK,
-          on_log=seen.append)
+    train(
+        tiny(),
+        make_lm_loss(),
+        ListBatches([make_batch(0)] * 6),
+        cfg,
+        tokenizer=TOK,
+        on_log=seen.append,
+    )
     lines = [x for x in capsys.readouterr().out.splitlines() if x.startswith("step=")]
     assert len(lines) == 3 and lines[0].startswith("step=2 loss=")
     for key in ("lr=", "grad_norm=", "tok/s=", "ms/step=", "peak_mem=", "MiB", "fwd_bwd="):

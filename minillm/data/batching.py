@@ -99,23 +99,39 @@ class Batches:
     with no trained token within `seq_len + 1` tokens (left out, not errors).
     """
 
-    def __init__(self, paths: str | Sequence[str | Path], tokenizer, task: str = "pretrain",
-                 seq_len: int = 512, batch_size: int = 4, *, seed: int = 0, epochs: int = 1,
-                 shuffle_buffer: int = 0, bucket_sizes: Sequence[int] | None = None,
-                 sparse_loss: bool = False, label_bucket_sizes: Sequence[int] | None = None,
-                 skip_bad_lines: bool = False):
+    def __init__(
+        self,
+        paths: str | Sequence[str | Path],
+        tokenizer,
+        task: str = "pretrain",
+        seq_len: int = 512,
+        batch_size: int = 4,
+        *,
+        seed: int = 0,
+        epochs: int = 1,
+        shuffle_buffer: int = 0,
+        bucket_sizes: Sequence[int] | None = None,
+        sparse_loss: bool = False,
+        label_bucket_sizes: Sequence[int] | None = None,
+        skip_bad_lines: bool = False,
+    ):
         if task not in TASKS:
             raise ValueError(f"task {task!r} is not one of {'/'.join(TASKS)}")
-        for name, v, lo in (("seq_len", seq_len, 1), ("batch_size", batch_size, 1),
-                            ("epochs", epochs, 1), ("shuffle_buffer", shuffle_buffer, 0)):
+        for name, v, lo in (
+            ("seq_len", seq_len, 1),
+            ("batch_size", batch_size, 1),
+            ("epochs", epochs, 1),
+            ("shuffle_buffer", shuffle_buffer, 0),
+        ):
             if int(v) < lo:
                 raise ValueError(f"{name} must be >= {lo}, got {v}")
         self.paths = resolve_paths(paths)
         self.tok, self.task, self.seq_len, self.batch_size = tokenizer, task, seq_len, batch_size
         self.seed, self.epochs, self.shuffle_buffer = seed, epochs, shuffle_buffer
         self.skip_bad_lines = skip_bad_lines
-        self.buckets = _sizes(bucket_sizes or [], seq_len, "bucket_sizes") \
-            if task == "sft" else [seq_len]
+        self.buckets = (
+            _sizes(bucket_sizes or [], seq_len, "bucket_sizes") if task == "sft" else [seq_len]
+        )
         self.label_buckets = None
         if sparse_loss:
             sizes = label_bucket_sizes or bucket_sizes or default_label_buckets(seq_len)
@@ -154,8 +170,10 @@ class Batches:
     def _load(self, ref: Sequence[int]) -> Item:
         enc = self.encode(self.reader.read_at(ref))
         if enc is None:
-            raise ValueError(f"{self.paths[ref[0]]}:{ref[2]}: line changed since the "
-                             "checkpoint; resume needs the same data files")
+            raise ValueError(
+                f"{self.paths[ref[0]]}:{ref[2]}: line changed since the "
+                "checkpoint; resume needs the same data files"
+            )
         return (tuple(int(x) for x in ref), *enc)
 
     def _read(self) -> Item | None:
@@ -202,7 +220,7 @@ class Batches:
                 if self._doc is None:
                     break
             ids = self._doc[1]
-            take = ids[self._doc_pos: self._doc_pos + T1 - sum(map(len, fill))]
+            take = ids[self._doc_pos : self._doc_pos + T1 - sum(map(len, fill))]
             self._doc_pos += len(take)
             fill.append(take)
             if sum(map(len, fill)) == T1:
@@ -240,8 +258,13 @@ class Batches:
             x[i, : len(ids)] = ids
             m[i, : len(ids)] = 1 if mask is None else mask
         mask = np.ascontiguousarray(m[:, 1:])
-        batch = Batch(np.ascontiguousarray(x[:, :-1]), np.ascontiguousarray(x[:, 1:]), mask,
-                      int(mask.sum()), self.epoch)
+        batch = Batch(
+            np.ascontiguousarray(x[:, :-1]),
+            np.ascontiguousarray(x[:, 1:]),
+            mask,
+            int(mask.sum()),
+            self.epoch,
+        )
         if self.label_buckets is not None:
             counts = mask.sum(1).astype(int)
             K = next(s for s in self.label_buckets if s >= max(int(counts.max()), 1))
@@ -255,32 +278,49 @@ class Batches:
         return batch
 
     def _config(self) -> dict:
-        return {"task": self.task, "seq_len": self.seq_len, "batch_size": self.batch_size,
-                "seed": self.seed, "shuffle_buffer": self.shuffle_buffer,
-                "buckets": self.buckets, "label_buckets": self.label_buckets,
-                "files": self._files}
+        return {
+            "task": self.task,
+            "seq_len": self.seq_len,
+            "batch_size": self.batch_size,
+            "seed": self.seed,
+            "shuffle_buffer": self.shuffle_buffer,
+            "buckets": self.buckets,
+            "label_buckets": self.label_buckets,
+            "files": self._files,
+        }
 
     def state(self) -> dict:
         """JSON-serialisable cursor after the last batch returned: read position, epoch, RNG
         and the items held (shuffle buffer, current document, partial buckets) as line refs.
         A prefetching trainer takes `state()` right after each `next()`, with the batch."""
-        return {"version": STATE_VERSION, "config": self._config(), "epoch": self.epoch,
-                "position": list(self.reader.position), "rng": self.rng.bit_generator.state,
-                "buffer": [list(it[0]) for it in self._buf],
-                "doc": None if self._doc is None else [*self._doc[0], self._doc_pos],
-                "pending": {str(b): [list(it[0]) for it in v] for b, v in self._pending.items()},
-                "done": self._done, "skipped": dict(self.skipped), "dropped": self.dropped}
+        return {
+            "version": STATE_VERSION,
+            "config": self._config(),
+            "epoch": self.epoch,
+            "position": list(self.reader.position),
+            "rng": self.rng.bit_generator.state,
+            "buffer": [list(it[0]) for it in self._buf],
+            "doc": None if self._doc is None else [*self._doc[0], self._doc_pos],
+            "pending": {str(b): [list(it[0]) for it in v] for b, v in self._pending.items()},
+            "done": self._done,
+            "skipped": dict(self.skipped),
+            "dropped": self.dropped,
+        }
 
     def restore(self, state: dict) -> None:
         """Continue from `state()`: the next batches are exactly those that followed it."""
         if state.get("version") != STATE_VERSION:
-            raise ValueError(f"data state version {state.get('version')} is not "
-                             f"{STATE_VERSION}; start without --resume")
+            raise ValueError(
+                f"data state version {state.get('version')} is not "
+                f"{STATE_VERSION}; start without --resume"
+            )
         cfg, now = state["config"], self._config()
         for k in now:
             if cfg.get(k) != now[k]:
-                raise ValueError(f"cannot resume the data stream: {k} was {cfg.get(k)} in the "
-                                 f"checkpoint, now {now[k]}; use the same data and settings")
+                raise ValueError(
+                    f"cannot resume the data stream: {k} was {cfg.get(k)} in the "
+                    f"checkpoint, now {now[k]}; use the same data and settings"
+                )
         self._reset()
         self.epoch, self.dropped, self._done = state["epoch"], state["dropped"], state["done"]
         self.rng.bit_generator.state = state["rng"]

@@ -33,8 +33,10 @@ AUTO_FILES = {"pretrain": "pretrain_hq.jsonl", "sft": "sft_mini_512.jsonl", "dpo
 NAMED_FILES = {"small": "lora_medical.jsonl", "smoke": "lora_identity.jsonl"}
 AUTO_NAMES = ("", "auto", "full", "recommended")
 MB = 1024 * 1024
-HINT = ("set --hf_endpoint / HF_ENDPOINT (e.g. a mirror such as https://hf-mirror.com) "
-        "or pass a local file path")
+HINT = (
+    "set --hf_endpoint / HF_ENDPOINT (e.g. a mirror such as https://hf-mirror.com) "
+    "or pass a local file path"
+)
 
 
 class DownloadTooLarge(ValueError):
@@ -53,7 +55,8 @@ def _too_large(name: str, max_mb: float, size: int | None = None) -> DownloadToo
     mid = "; aborted mid-transfer and removed the partial file" if size is None else ""
     return DownloadTooLarge(
         f"{name} {what} the download limit of {max_mb:g} MB{mid}; raise it with "
-        f"--max_download_mb {fix} (0 disables the limit) or pass a local file")
+        f"--max_download_mb {fix} (0 disables the limit) or pass a local file"
+    )
 
 
 def _capped_tqdm(name: str, max_mb: float, progress: bool) -> type[hf_tqdm]:
@@ -93,15 +96,28 @@ def _endpoint(endpoint: str | None) -> str:
 
 def _hub_error(what: str, endpoint: str, e: Exception) -> Exception:
     status = getattr(getattr(e, "response", None), "status_code", None)
-    if status == 404 or isinstance(e, RepositoryNotFoundError | RevisionNotFoundError | EntryNotFoundError):
+    if status == 404 or isinstance(
+        e, RepositoryNotFoundError | RevisionNotFoundError | EntryNotFoundError
+    ):
         return FileNotFoundError(f"{what} not found on {endpoint} (HTTP {status}); {HINT}")
     reason = str(e).strip().splitlines()[0] if str(e).strip() else ""
-    return ValueError(f"cannot download {what} from {endpoint} ({type(e).__name__}: {reason}); {HINT}")
+    return ValueError(
+        f"cannot download {what} from {endpoint} ({type(e).__name__}: {reason}); {HINT}"
+    )
 
 
-def hub_download(repo_id: str, filename: str, *, repo_type: str = "dataset",
-                 revision: str | None = None, data_dir: str | os.PathLike, endpoint: str | None = None,
-                 max_mb: float | None = 2048, force: bool = False, progress: bool = True) -> Path:
+def hub_download(
+    repo_id: str,
+    filename: str,
+    *,
+    repo_type: str = "dataset",
+    revision: str | None = None,
+    data_dir: str | os.PathLike,
+    endpoint: str | None = None,
+    max_mb: float | None = 2048,
+    force: bool = False,
+    progress: bool = True,
+) -> Path:
     """Download `filename` of a Hub repo into `data_dir/filename` and return its path.
 
     An existing non-empty file is reused unless `force`. The size from the file's Hub metadata
@@ -116,15 +132,23 @@ def hub_download(repo_id: str, filename: str, *, repo_type: str = "dataset",
     what = f"{repo_id}/{filename}"
     Path(data_dir).mkdir(parents=True, exist_ok=True)
     try:
-        url = hf_hub_url(repo_id, filename, repo_type=repo_type, revision=revision, endpoint=endpoint)
+        url = hf_hub_url(
+            repo_id, filename, repo_type=repo_type, revision=revision, endpoint=endpoint
+        )
         meta = get_hf_file_metadata(url, endpoint=endpoint)
         if meta.size is not None and _limit(max_mb) is not None and meta.size > _limit(max_mb):
             raise _too_large(what, max_mb, meta.size)
         with _plain_http():
             hf_hub_download(
-                repo_id, filename, repo_type=repo_type, revision=meta.commit_hash or revision,
-                local_dir=data_dir, endpoint=endpoint, force_download=force,
-                tqdm_class=_capped_tqdm(what, max_mb, progress))
+                repo_id,
+                filename,
+                repo_type=repo_type,
+                revision=meta.commit_hash or revision,
+                local_dir=data_dir,
+                endpoint=endpoint,
+                force_download=force,
+                tqdm_class=_capped_tqdm(what, max_mb, progress),
+            )
     except DownloadTooLarge:
         raise
     except (HfHubHTTPError, *_HTTP_ERRORS) as e:
@@ -132,8 +156,15 @@ def hub_download(repo_id: str, filename: str, *, repo_type: str = "dataset",
     return dest
 
 
-def url_download(url: str, *, data_dir: str | os.PathLike, max_mb: float | None = 2048,
-                 force: bool = False, progress: bool = True, timeout: float = 30.0) -> Path:
+def url_download(
+    url: str,
+    *,
+    data_dir: str | os.PathLike,
+    max_mb: float | None = 2048,
+    force: bool = False,
+    progress: bool = True,
+    timeout: float = 30.0,
+) -> Path:
     """Download an http(s) `url` to `data_dir/<basename>`, size-checked like `hub_download`."""
     name = unquote(Path(urlparse(url).path).name)
     if not name:
@@ -155,8 +186,9 @@ def url_download(url: str, *, data_dir: str | os.PathLike, max_mb: float | None 
                 total = int(r.headers.get("Content-Length", 0)) or size or None
                 if cap is not None and total and total > cap:
                     raise _too_large(url, max_mb, total)
-                with hf_tqdm(total=total, unit="B", unit_scale=True, desc=name,
-                             disable=not progress) as bar:
+                with hf_tqdm(
+                    total=total, unit="B", unit_scale=True, desc=name, disable=not progress
+                ) as bar:
                     seen = 0
                     for chunk in r.iter_bytes(1 << 16):
                         seen += len(chunk)
@@ -169,11 +201,15 @@ def url_download(url: str, *, data_dir: str | os.PathLike, max_mb: float | None 
         raise
     except httpx.HTTPStatusError as e:
         cls = FileNotFoundError if e.response.status_code == 404 else ValueError
-        raise cls(f"cannot download {url} (HTTP {e.response.status_code}); "
-                  "check the URL or pass a local file path") from None
+        raise cls(
+            f"cannot download {url} (HTTP {e.response.status_code}); "
+            "check the URL or pass a local file path"
+        ) from None
     except _HTTP_ERRORS as e:
-        raise ValueError(f"cannot download {url} ({type(e).__name__}: {e}); "
-                         "check the URL or pass a local file path") from None
+        raise ValueError(
+            f"cannot download {url} ({type(e).__name__}: {e}); "
+            "check the URL or pass a local file path"
+        ) from None
     finally:
         tmp.unlink(missing_ok=True)
     return dest
@@ -187,17 +223,27 @@ def alias_file(spec: str, task: str) -> str | None:
     name = name.strip()
     if name in AUTO_NAMES:
         if task not in AUTO_FILES:
-            raise ValueError(f"{spec!r} has no default file for task {task!r}; "
-                             f"known tasks: {', '.join(AUTO_FILES)}; name a file as minimind:<file>")
+            raise ValueError(
+                f"{spec!r} has no default file for task {task!r}; "
+                f"known tasks: {', '.join(AUTO_FILES)}; name a file as minimind:<file>"
+            )
         return AUTO_FILES[task]
     if name in NAMED_FILES:
         return NAMED_FILES[name]
     return name if Path(name).suffix else f"{name}.jsonl"
 
 
-def resolve_data_spec(spec: str, *, task: str, data_dir: str, hf_endpoint: str | None = None,
-                      max_download_mb: float = 2048, force_download: bool = False,
-                      repo_id: str = MINIMIND_REPO, progress: bool = True) -> list[str]:
+def resolve_data_spec(
+    spec: str,
+    *,
+    task: str,
+    data_dir: str,
+    hf_endpoint: str | None = None,
+    max_download_mb: float = 2048,
+    force_download: bool = False,
+    repo_id: str = MINIMIND_REPO,
+    progress: bool = True,
+) -> list[str]:
     """Turn a comma-separated data spec into local paths, downloading what must be downloaded.
 
     Entries: `minimind`, `minimind:auto|full|recommended` (task's default file),
@@ -216,10 +262,20 @@ def resolve_data_spec(spec: str, *, task: str, data_dir: str, hf_endpoint: str |
             out.append(item)
             continue
         try:
-            out.append(str(get(data_dir=data_dir, max_mb=max_download_mb, force=force_download,
-                               progress=progress)))
+            out.append(
+                str(
+                    get(
+                        data_dir=data_dir,
+                        max_mb=max_download_mb,
+                        force=force_download,
+                        progress=progress,
+                    )
+                )
+            )
         except (FileNotFoundError, ValueError) as e:
-            cls = next(c for c in (DownloadTooLarge, FileNotFoundError, ValueError) if isinstance(e, c))
+            cls = next(
+                c for c in (DownloadTooLarge, FileNotFoundError, ValueError) if isinstance(e, c)
+            )
             raise cls(f"data spec {item!r}: {e}") from None
     if not out:
         raise ValueError(f"empty data spec {spec!r}; pass a path, URL or minimind:<name>")

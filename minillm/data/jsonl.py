@@ -42,16 +42,19 @@ def resolve_paths(spec: str | Sequence[str | Path]) -> list[Path]:
     that matches nothing is an error naming it. Remote entries (URLs, `minimind:*`) must be
     downloaded first by the hub module; here only local paths are accepted.
     """
-    entries = [s.strip() for s in spec.split(",")] if isinstance(spec, str) else [
-        str(s) for s in spec]
+    entries = (
+        [s.strip() for s in spec.split(",")] if isinstance(spec, str) else [str(s) for s in spec]
+    )
     entries = [e for e in entries if e]
     if not entries:
         raise ValueError("empty --data_path; give JSONL files, directories or globs")
     out: list[Path] = []
     for e in entries:
         if e.startswith(REMOTE_PREFIXES):
-            raise ValueError(f"data path {e!r} is remote; resolve it to local files first "
-                             "(minillm.data.hub) or pass a local path")
+            raise ValueError(
+                f"data path {e!r} is remote; resolve it to local files first "
+                "(minillm.data.hub) or pass a local path"
+            )
         p = Path(e).expanduser()
         if p.is_dir():
             found = sorted(p.glob("*.jsonl"))
@@ -78,8 +81,9 @@ def _check_ids(ids: Any, vocab_size: int, name: str = "ids") -> np.ndarray:
         raise BadLine("bad ids", f"'{name}' must be a flat list of ints")
     lo, hi = int(arr.min()), int(arr.max())
     if lo < 0 or hi >= vocab_size:
-        raise BadLine("bad ids", f"'{name}' has id {lo if lo < 0 else hi} outside "
-                      f"[0, {vocab_size})")
+        raise BadLine(
+            "bad ids", f"'{name}' has id {lo if lo < 0 else hi} outside [0, {vocab_size})"
+        )
     return arr.astype(np.int32)
 
 
@@ -92,8 +96,10 @@ def _check_conversation(conv: Any, need_assistant: bool) -> list[dict]:
         if not isinstance(turn, dict) or "role" not in turn or "content" not in turn:
             raise BadLine("bad conversation", f"turn {i} needs 'role' and 'content'")
         if turn["role"] not in ROLES:
-            raise BadLine("bad conversation", f"turn {i} role {turn['role']!r} is not one "
-                          f"of {'/'.join(ROLES)}")
+            raise BadLine(
+                "bad conversation",
+                f"turn {i} role {turn['role']!r} is not one of {'/'.join(ROLES)}",
+            )
         if not isinstance(turn["content"], str):
             raise BadLine("bad conversation", f"turn {i} content is not a string")
     if need_assistant and not any(t["role"] == "assistant" for t in conv):
@@ -130,8 +136,7 @@ def validate(obj: Any, task: str, vocab_size: int) -> dict:
         return {"text": obj["text"]}
     if "conversations" in obj:
         return {"conversations": _check_conversation(obj["conversations"], task == "sft")}
-    need = "'text', 'conversations' or 'ids'" if task == "pretrain" else \
-        "'conversations' or 'ids'"
+    need = "'text', 'conversations' or 'ids'" if task == "pretrain" else "'conversations' or 'ids'"
     raise BadLine("missing field", f"{task} needs {need}")
 
 
@@ -140,8 +145,9 @@ def parse_line(raw: bytes, task: str, vocab_size: int) -> dict | None:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise BadLine("invalid UTF-8", f"byte {raw[e.start]:#04x} at column {e.start + 1}") \
-            from None
+        raise BadLine(
+            "invalid UTF-8", f"byte {raw[e.start]:#04x} at column {e.start + 1}"
+        ) from None
     if not text.strip():
         return None
     try:
@@ -159,8 +165,9 @@ class JsonlReader:
     is the ref of the next line to read; `seek(position)` returns there.
     """
 
-    def __init__(self, paths: Sequence[str | Path], task: str, vocab_size: int,
-                 skip_bad_lines: bool = False):
+    def __init__(
+        self, paths: Sequence[str | Path], task: str, vocab_size: int, skip_bad_lines: bool = False
+    ):
         if task not in TASKS:
             raise ValueError(f"task {task!r} is not one of {'/'.join(TASKS)}")
         self.paths = [Path(p) for p in paths]
@@ -218,8 +225,10 @@ class JsonlReader:
         raw = f.readline()
         rec = self._parse(raw.removeprefix(b"\xef\xbb\xbf") if off == 0 else raw, (fi, off, line))
         if rec is None:
-            raise ValueError(f"{self.paths[fi]}:{line}: line changed since it was read; "
-                             "resume needs the same data files")
+            raise ValueError(
+                f"{self.paths[fi]}:{line}: line changed since it was read; "
+                "resume needs the same data files"
+            )
         return rec
 
     def close(self) -> None:

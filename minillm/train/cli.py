@@ -48,8 +48,11 @@ def int_list(s: str | None) -> list[int] | None:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="minillm train", description=__doc__)
     d = p.add_argument_group("data")
-    d.add_argument("--data_path", required=True,
-                   help="comma list of JSONL files, dirs, globs, http(s) URLs, minimind:* aliases")
+    d.add_argument(
+        "--data_path",
+        required=True,
+        help="comma list of JSONL files, dirs, globs, http(s) URLs, minimind:* aliases",
+    )
     d.add_argument("--data_dir", default="./dataset", help="download cache for URLs and aliases")
     d.add_argument("--task", choices=["pretrain", "sft"], default="pretrain")
     d.add_argument("--hf_dataset_repo", default="jingyaogong/minimind_dataset")
@@ -59,15 +62,21 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--shuffle_buffer", type=int, default=2048, help="0 keeps file order")
     d.add_argument("--bucket_sizes", default=None, help="SFT length buckets, e.g. 128,256")
     d.add_argument("--label_bucket_sizes", default=None, help="sparse-loss label buckets")
-    d.add_argument("--skip_bad_lines", action="store_true",
-                   help="count and skip malformed JSONL lines instead of stopping")
+    d.add_argument(
+        "--skip_bad_lines",
+        action="store_true",
+        help="count and skip malformed JSONL lines instead of stopping",
+    )
     m = p.add_argument_group("model")
     add_model_args(m)
     m.set_defaults(preset="200mb")
     m.add_argument("--tokenizer_path", default=None, help="HF tokenizer folder")
     m.add_argument("--init_from", default=None, help="checkpoint folder: load weights only")
-    m.add_argument("--resume", default=None,
-                   help="run folder or checkpoint: restore weights, optimizer, schedule, RNG, data")
+    m.add_argument(
+        "--resume",
+        default=None,
+        help="run folder or checkpoint: restore weights, optimizer, schedule, RNG, data",
+    )
     add_config_args(p.add_argument_group("training"))
     return p
 
@@ -88,8 +97,10 @@ def load_run_model(ns: argparse.Namespace, cfg: TrainConfig):
             base = json.loads(cfg_file.read_text(encoding="utf-8")).get("base_model") or ""
             base_model = base
         if not (Path(base) / "config.json").is_file():
-            raise FileNotFoundError(f"LoRA base model {base} (from {st.path}) is missing; "
-                                    "restore it to resume this LoRA run")
+            raise FileNotFoundError(
+                f"LoRA base model {base} (from {st.path}) is missing; "
+                "restore it to resume this LoRA run"
+            )
     tok_path = ns.tokenizer_path
     if tok_path is None and base and (Path(base) / "tokenizer.json").is_file():
         tok_path = base
@@ -106,8 +117,10 @@ def load_run_model(ns: argparse.Namespace, cfg: TrainConfig):
 def main(argv: list[str] | None = None) -> int:
     ns = build_parser().parse_args(argv)
     if ns.init_from and ns.resume:
-        raise ValueError("--init_from and --resume exclude each other: --resume continues a run "
-                         "(weights, optimizer, data position), --init_from starts a new one")
+        raise ValueError(
+            "--init_from and --resume exclude each other: --resume continues a run "
+            "(weights, optimizer, data position), --init_from starts a new one"
+        )
     fields = {f.name for f in dataclasses.fields(TrainConfig)} - SKIP
     cfg = TrainConfig(**{k: v for k, v in vars(ns).items() if k in fields})
 
@@ -120,34 +133,65 @@ def main(argv: list[str] | None = None) -> int:
     from minillm.train.state import find_checkpoint
 
     model, tokenizer, base_model = load_run_model(ns, cfg)
-    paths = resolve_data_spec(ns.data_path, task=ns.task, data_dir=ns.data_dir,
-                              hf_endpoint=ns.hf_endpoint, max_download_mb=ns.max_download_mb,
-                              force_download=ns.force_download, repo_id=ns.hf_dataset_repo)
+    paths = resolve_data_spec(
+        ns.data_path,
+        task=ns.task,
+        data_dir=ns.data_dir,
+        hf_endpoint=ns.hf_endpoint,
+        max_download_mb=ns.max_download_mb,
+        force_download=ns.force_download,
+        repo_id=ns.hf_dataset_repo,
+    )
     epochs = max(1, math.ceil(cfg.epochs))
-    batches = Batches(paths, tokenizer, ns.task, cfg.seq_len, cfg.batch_size, seed=cfg.seed,
-                      epochs=epochs, shuffle_buffer=ns.shuffle_buffer,
-                      bucket_sizes=int_list(ns.bucket_sizes), sparse_loss=cfg.sparse_loss,
-                      label_bucket_sizes=int_list(ns.label_bucket_sizes),
-                      skip_bad_lines=ns.skip_bad_lines)
+    batches = Batches(
+        paths,
+        tokenizer,
+        ns.task,
+        cfg.seq_len,
+        cfg.batch_size,
+        seed=cfg.seed,
+        epochs=epochs,
+        shuffle_buffer=ns.shuffle_buffer,
+        bucket_sizes=int_list(ns.bucket_sizes),
+        sparse_loss=cfg.sparse_loss,
+        label_bucket_sizes=int_list(ns.label_bucket_sizes),
+        skip_bad_lines=ns.skip_bad_lines,
+    )
     if cfg.max_steps:
         total = cfg.max_steps
     else:
         # num_batches() counts all `epochs` passes (pretrain rows run on across epochs), so
         # scale epochs by 1/epochs rather than rounding a per-epoch count
         total = dataclasses.replace(cfg, epochs=cfg.epochs / epochs).steps_for(
-            batches.num_batches())
+            batches.num_batches()
+        )
     start = None
     if ns.resume:
         start = find_checkpoint(ns.resume)
-    print(f"[train] task={ns.task} data={','.join(map(str, paths))} steps={total} "
-          f"out_dir={cfg.out_dir}" + (f" resume={start}" if start else ""), flush=True)
-    result = train(model, lm_loss_from_config(cfg), batches, cfg, tokenizer=tokenizer,
-                   total_steps=total, start_state=start, base_model=base_model)
+    print(
+        f"[train] task={ns.task} data={','.join(map(str, paths))} steps={total} "
+        f"out_dir={cfg.out_dir}" + (f" resume={start}" if start else ""),
+        flush=True,
+    )
+    result = train(
+        model,
+        lm_loss_from_config(cfg),
+        batches,
+        cfg,
+        tokenizer=tokenizer,
+        total_steps=total,
+        start_state=start,
+        base_model=base_model,
+    )
     if batches.skipped:
         print(f"[train] {format_skipped(batches.skipped)}", file=sys.stderr)
     plots = plot_run(cfg.out_dir)
     last = result.checkpoints[-1] if result.checkpoints else None
-    summary = {"step": result.step, "tokens": result.tokens_seen, "checkpoint": last,
-               "plots": [str(p) for p in plots]}
+    summary = {
+        "step": result.step,
+        "tokens": result.tokens_seen,
+        "checkpoint": last,
+        "plots": [str(p) for p in plots],
+    }
     print(f"[train] done {json.dumps(summary)}")
     return 0

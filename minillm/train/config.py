@@ -33,29 +33,41 @@ class TrainConfig:
     min_lr_ratio: float = _f(0.1, "cosine decays to min_lr_ratio * learning_rate at the last step")
     grad_clip: float = _f(1.0, "global gradient-norm clip (0 disables clipping)")
     optimizer: str = _f("adamw", "adamw | adafactor | lion", choices=OPTIMIZERS)
-    optim_state_dtype: str = _f("float32", "optimizer state dtype: float32 | param (the "
-                                "parameters' dtype)", choices=STATE_DTYPES)
+    optim_state_dtype: str = _f(
+        "float32",
+        "optimizer state dtype: float32 | param (the parameters' dtype)",
+        choices=STATE_DTYPES,
+    )
     adam_betas: tuple[float, float] = _f((0.9, 0.95), "AdamW betas (Lion uses (0.9, 0.99))")
     adam_eps: float = _f(1e-8, "AdamW epsilon")
-    dtype: str = _f("bfloat16", "parameter dtype during training and in checkpoints",
-                    choices=TRAIN_DTYPES)
+    dtype: str = _f(
+        "bfloat16", "parameter dtype during training and in checkpoints", choices=TRAIN_DTYPES
+    )
     compile: bool = _f(True, "mx.compile the training step")
-    checkpoint_every_n: int = _f(0, "gradient checkpointing: recompute every segment of n "
-                                 "layers in the backward pass (0 disables)")
-    logits_chunk_size: int = _f(0, "compute the LM-head loss in chunks of this many positions "
-                                "so full [B,T,V] logits never exist (0 disables)")
+    checkpoint_every_n: int = _f(
+        0,
+        "gradient checkpointing: recompute every segment of n "
+        "layers in the backward pass (0 disables)",
+    )
+    logits_chunk_size: int = _f(
+        0,
+        "compute the LM-head loss in chunks of this many positions "
+        "so full [B,T,V] logits never exist (0 disables)",
+    )
     sparse_loss: bool = _f(False, "compute logits only at label_pos (the trained positions)")
     lora_r: int = _f(0, "LoRA rank (0 trains all weights)")
     lora_alpha: float = _f(16.0, "LoRA alpha; the adapter output is scaled by alpha / r")
     lora_dropout: float = _f(0.0, "dropout on the LoRA adapter input")
-    lora_targets: tuple[str, ...] = _f(LORA_TARGETS, "linear layers to adapt (comma-separated "
-                                       "names)")
+    lora_targets: tuple[str, ...] = _f(
+        LORA_TARGETS, "linear layers to adapt (comma-separated names)"
+    )
     save_interval: int = _f(1000, "save a checkpoint every n steps (0: only at the end)")
     log_interval: int = _f(10, "print a log line and append metrics every n steps")
     keep_last_checkpoints: int = _f(3, "keep the newest n checkpoints (0 keeps all)")
     seed: int = _f(1337, "seed of mx.random (dropout, LoRA init)")
-    profile_timing: bool = _f(False, "log per-phase ms (data, h2d, fwd+bwd, clip, optimizer); "
-                              "adds device syncs")
+    profile_timing: bool = _f(
+        False, "log per-phase ms (data, h2d, fwd+bwd, clip, optimizer); adds device syncs"
+    )
     progress: bool | None = _f(None, "tqdm progress bar (default: when stdout is a terminal)")
 
     def __post_init__(self):
@@ -63,26 +75,43 @@ class TrainConfig:
             self.lora_targets = tuple(t.strip() for t in self.lora_targets.split(",") if t.strip())
         self.lora_targets = tuple(self.lora_targets)
         self.adam_betas = tuple(float(b) for b in self.adam_betas)
-        for name, allowed in (("optimizer", OPTIMIZERS), ("optim_state_dtype", STATE_DTYPES),
-                              ("dtype", TRAIN_DTYPES)):
+        for name, allowed in (
+            ("optimizer", OPTIMIZERS),
+            ("optim_state_dtype", STATE_DTYPES),
+            ("dtype", TRAIN_DTYPES),
+        ):
             if getattr(self, name) not in allowed:
-                raise ValueError(f"{name}={getattr(self, name)!r} is not supported; set "
-                                 f"{name} to one of {', '.join(allowed)}")
+                raise ValueError(
+                    f"{name}={getattr(self, name)!r} is not supported; set "
+                    f"{name} to one of {', '.join(allowed)}"
+                )
         for name in ("seq_len", "batch_size", "accum_steps", "log_interval"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)} must be >= 1")
-        for name in ("warmup_steps", "checkpoint_every_n", "logits_chunk_size", "lora_r",
-                     "save_interval", "keep_last_checkpoints", "weight_decay", "grad_clip"):
+        for name in (
+            "warmup_steps",
+            "checkpoint_every_n",
+            "logits_chunk_size",
+            "lora_r",
+            "save_interval",
+            "keep_last_checkpoints",
+            "weight_decay",
+            "grad_clip",
+        ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}={getattr(self, name)} must be >= 0 (0 disables it)")
         if self.max_steps is not None:
             if self.max_steps < 1:
-                raise ValueError(f"max_steps={self.max_steps} must be >= 1; leave it unset to "
-                                 "train for `epochs` passes over the data")
+                raise ValueError(
+                    f"max_steps={self.max_steps} must be >= 1; leave it unset to "
+                    "train for `epochs` passes over the data"
+                )
             if self.warmup_steps >= self.max_steps:
-                raise ValueError(f"warmup_steps={self.warmup_steps} leaves no decay phase in "
-                                 f"max_steps={self.max_steps}; set warmup_steps below "
-                                 f"{self.max_steps} (e.g. {self.max_steps // 10})")
+                raise ValueError(
+                    f"warmup_steps={self.warmup_steps} leaves no decay phase in "
+                    f"max_steps={self.max_steps}; set warmup_steps below "
+                    f"{self.max_steps} (e.g. {self.max_steps // 10})"
+                )
         if self.epochs <= 0:
             raise ValueError(f"epochs={self.epochs} must be > 0")
         if self.learning_rate <= 0:
@@ -92,23 +121,31 @@ class TrainConfig:
         if not all(0.0 <= b < 1.0 for b in self.adam_betas) or len(self.adam_betas) != 2:
             raise ValueError(f"adam_betas={self.adam_betas} must be two values in [0, 1)")
         if self.dtype == "float16" and self.optim_state_dtype == "param":
-            raise ValueError("optim_state_dtype='param' with dtype='float16' underflows the "
-                             "second moment; set optim_state_dtype='float32'")
+            raise ValueError(
+                "optim_state_dtype='param' with dtype='float16' underflows the "
+                "second moment; set optim_state_dtype='float32'"
+            )
         if self.lora_r:
             if self.lora_alpha <= 0:
                 raise ValueError(f"lora_alpha={self.lora_alpha} must be > 0 when lora_r > 0")
             if not 0.0 <= self.lora_dropout < 1.0:
                 raise ValueError(f"lora_dropout={self.lora_dropout} must be in [0, 1)")
             if not self.lora_targets:
-                raise ValueError(f"lora_targets is empty; set it to a comma-separated subset "
-                                 f"of {','.join(LORA_TARGETS)}")
+                raise ValueError(
+                    f"lora_targets is empty; set it to a comma-separated subset "
+                    f"of {','.join(LORA_TARGETS)}"
+                )
             if self.lora_dropout and self.checkpoint_every_n:
-                raise ValueError("lora_dropout with checkpoint_every_n would draw other dropout "
-                                 "masks when the backward recomputes a segment; set "
-                                 "lora_dropout=0 or checkpoint_every_n=0")
+                raise ValueError(
+                    "lora_dropout with checkpoint_every_n would draw other dropout "
+                    "masks when the backward recomputes a segment; set "
+                    "lora_dropout=0 or checkpoint_every_n=0"
+                )
         elif self.lora_dropout:
-            raise ValueError("lora_dropout is set but lora_r=0 (full fine-tune); set lora_r "
-                             "(e.g. 8) or drop lora_dropout")
+            raise ValueError(
+                "lora_dropout is set but lora_r=0 (full fine-tune); set lora_r "
+                "(e.g. 8) or drop lora_dropout"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -127,10 +164,14 @@ class TrainConfig:
         if self.max_steps:
             return self.max_steps
         if not num_batches:
-            raise ValueError("the number of steps is unknown: set max_steps, or pass the data's "
-                             "micro-batch count per epoch")
+            raise ValueError(
+                "the number of steps is unknown: set max_steps, or pass the data's "
+                "micro-batch count per epoch"
+            )
         steps = max(1, math.ceil(self.epochs * num_batches / self.accum_steps))
         if self.warmup_steps >= steps:
-            raise ValueError(f"warmup_steps={self.warmup_steps} >= the run's {steps} steps; set "
-                             f"warmup_steps below {steps} (e.g. {steps // 10})")
+            raise ValueError(
+                f"warmup_steps={self.warmup_steps} >= the run's {steps} steps; set "
+                f"warmup_steps below {steps} (e.g. {steps // 10})"
+            )
         return steps

@@ -80,9 +80,11 @@ class MetricsLog:
 
 
 def format_line(rec: dict) -> str:
-    line = (f"step={rec['step']} loss={rec['loss']:.4f} lr={rec['lr']:.3e} "
-            f"grad_norm={rec['grad_norm']:.3f} tok/s={rec['tok_s']:.0f} "
-            f"ms/step={rec['ms_step']:.1f} peak_mem={rec['peak_mem_mib']:.0f}MiB")
+    line = (
+        f"step={rec['step']} loss={rec['loss']:.4f} lr={rec['lr']:.3e} "
+        f"grad_norm={rec['grad_norm']:.3f} tok/s={rec['tok_s']:.0f} "
+        f"ms/step={rec['ms_step']:.1f} peak_mem={rec['peak_mem_mib']:.0f}MiB"
+    )
     if "ms" in rec:
         line += " " + " ".join(f"{k}={v:.1f}ms" for k, v in rec["ms"].items())
     return line
@@ -125,16 +127,24 @@ def build_step(model: nn.Module, loss_fn: Callable, optimizer: Any, cfg: TrainCo
         return optimizer.state["learning_rate"]
 
     if cfg.compile:
-        micro, clip, apply = (mx.compile(f, inputs=state, outputs=state)
-                              for f in (micro, clip, apply))
+        micro, clip, apply = (
+            mx.compile(f, inputs=state, outputs=state) for f in (micro, clip, apply)
+        )
     return micro, clip, apply, state
 
 
-def train(model: nn.Module, loss_fn: Callable, batches: Iterable, cfg: TrainConfig, *,
-          tokenizer: Any, total_steps: int | None = None,
-          start_state: str | os.PathLike | TrainState | None = None,
-          on_log: Callable[[dict], None] | None = None,
-          base_model: str | None = None) -> TrainResult:
+def train(
+    model: nn.Module,
+    loss_fn: Callable,
+    batches: Iterable,
+    cfg: TrainConfig,
+    *,
+    tokenizer: Any,
+    total_steps: int | None = None,
+    start_state: str | os.PathLike | TrainState | None = None,
+    on_log: Callable[[dict], None] | None = None,
+    base_model: str | None = None,
+) -> TrainResult:
     """Train `model` on `batches` with `loss_fn(model, batch) -> (sum_loss, n_tokens)`.
 
     `batches` yields micro-batches (objects or dicts with numpy arrays); `accum_steps` of
@@ -147,20 +157,25 @@ def train(model: nn.Module, loss_fn: Callable, batches: Iterable, cfg: TrainConf
     """
     total = total_steps or cfg.max_steps
     if not total:
-        raise ValueError("the number of steps is unknown; set max_steps or pass total_steps "
-                         "computed from the data and epochs")
+        raise ValueError(
+            "the number of steps is unknown; set max_steps or pass total_steps "
+            "computed from the data and epochs"
+        )
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if start_state is None:
         if old := list_checkpoints(out):
             # a fresh run here would interleave its checkpoints with the old ones and pruning
             # by step number would delete the new ones first
-            raise ValueError(f"{out} already holds checkpoints up to step {old[-1][0]}; resume "
-                             "from it or choose another out_dir")
+            raise ValueError(
+                f"{out} already holds checkpoints up to step {old[-1][0]}; resume "
+                "from it or choose another out_dir"
+            )
         mx.random.seed(cfg.seed)
     _prepare(model, cfg)
     optimizer = build_optimizer(
-        cfg, lr_schedule(cfg.learning_rate, cfg.warmup_steps, total, cfg.min_lr_ratio))
+        cfg, lr_schedule(cfg.learning_rate, cfg.warmup_steps, total, cfg.min_lr_ratio)
+    )
     optimizer.init(model.trainable_parameters())
     step, tokens_seen, resumed_from = 0, 0, None
     if start_state is not None:
@@ -168,18 +183,41 @@ def train(model: nn.Module, loss_fn: Callable, batches: Iterable, cfg: TrainConf
         st = resume(path, model, optimizer, batches, cfg)
         step, tokens_seen, resumed_from = st.step, st.tokens_seen, st.path
         if st.total_steps and st.total_steps != total:
-            print(f"[train] warning: {st.path} was a {st.total_steps}-step run, this one has "
-                  f"{total} steps; the LR schedule changes from step {step} on", file=sys.stderr)
+            print(
+                f"[train] warning: {st.path} was a {st.total_steps}-step run, this one has "
+                f"{total} steps; the LR schedule changes from step {step} on",
+                file=sys.stderr,
+            )
     n_params = sum(v.size for _, v in tree_flatten(model.parameters()))
     n_train = sum(v.size for _, v in tree_flatten(model.trainable_parameters()))
-    (out / "run.json").write_text(json.dumps({
-        "config": cfg.to_dict(), "total_steps": total, "start_step": step,
-        "resumed_from": resumed_from, "params": n_params, "trainable_params": n_train,
-        "base_model": base_model, "pid": os.getpid(), "time": time.time(),
-    }, indent=2) + "\n", encoding="utf-8")
+    (out / "run.json").write_text(
+        json.dumps(
+            {
+                "config": cfg.to_dict(),
+                "total_steps": total,
+                "start_step": step,
+                "resumed_from": resumed_from,
+                "params": n_params,
+                "trainable_params": n_train,
+                "base_model": base_model,
+                "pid": os.getpid(),
+                "time": time.time(),
+            },
+            indent=2,
+        )
+        + "\n",
+        encoding="utf-8",
+    )
     metrics = MetricsLog(out)
-    metrics.write({"event": "start", "step": step, "total_steps": total,
-                   "resumed_from": resumed_from, "time": time.time()})
+    metrics.write(
+        {
+            "event": "start",
+            "step": step,
+            "total_steps": total,
+            "resumed_from": resumed_from,
+            "time": time.time(),
+        }
+    )
 
     model.train()
     mx.reset_peak_memory()
@@ -190,6 +228,7 @@ def train(model: nn.Module, loss_fn: Callable, batches: Iterable, cfg: TrainConf
     bar = None
     if show_bar:
         from tqdm import tqdm
+
         bar = tqdm(total=total, initial=step, unit="step", dynamic_ncols=True)
     emit = bar.write if bar is not None else print
 
@@ -213,22 +252,39 @@ def train(model: nn.Module, loss_fn: Callable, batches: Iterable, cfg: TrainConf
     def save():
         nonlocal last_saved
         cursor = batches.state() if hasattr(batches, "state") else None
-        path = save_checkpoint(out, result.step, model, tokenizer, optimizer, cfg,
-                               cursor=cursor, tokens_seen=result.tokens_seen,
-                               total_steps=total, base_model=base_model)
+        path = save_checkpoint(
+            out,
+            result.step,
+            model,
+            tokenizer,
+            optimizer,
+            cfg,
+            cursor=cursor,
+            tokens_seen=result.tokens_seen,
+            total_steps=total,
+            base_model=base_model,
+        )
         last_saved = result.step
         result.checkpoints.append(str(path))
         prune_checkpoints(out, cfg.keep_last_checkpoints)
-        metrics.write({"event": "checkpoint", "step": result.step, "path": str(path),
-                       "time": time.time()})
+        metrics.write(
+            {"event": "checkpoint", "step": result.step, "path": str(path), "time": time.time()}
+        )
 
     def log(lr, norm):
         dt = time.perf_counter() - win["t"]
-        rec = {"event": "log", "step": result.step, "loss": win["loss"] / max(win["n"], 1.0),
-               "lr": lr, "grad_norm": norm, "tok_s": win["tokens"] / max(dt, 1e-9),
-               "ms_step": 1000 * dt / win["steps"],
-               "peak_mem_mib": mx.get_peak_memory() / 2**20,
-               "tokens_seen": result.tokens_seen, "time": time.time()}
+        rec = {
+            "event": "log",
+            "step": result.step,
+            "loss": win["loss"] / max(win["n"], 1.0),
+            "lr": lr,
+            "grad_norm": norm,
+            "tok_s": win["tokens"] / max(dt, 1e-9),
+            "ms_step": 1000 * dt / win["steps"],
+            "peak_mem_mib": mx.get_peak_memory() / 2**20,
+            "tokens_seen": result.tokens_seen,
+            "time": time.time(),
+        }
         if cfg.profile_timing and prof_steps:
             rec["ms"] = {k: v / prof_steps for k, v in prof.items()}
         emit(format_line(rec))
@@ -251,9 +307,11 @@ def train(model: nn.Module, loss_fn: Callable, batches: Iterable, cfg: TrainConf
             t = tick("data", t)
             arrays = to_arrays(raw)
             if cfg.sparse_loss and "label_pos" not in arrays:
-                raise ValueError("sparse_loss is set but the batches have no label_pos/"
-                                 "label_mask; enable them in the data pipeline or unset "
-                                 "sparse_loss")
+                raise ValueError(
+                    "sparse_loss is set but the batches have no label_pos/"
+                    "label_mask; enable them in the data pipeline or unset "
+                    "sparse_loss"
+                )
             t = tick("h2d", t, arrays)
             loss, n, acc = micro(arrays, acc)
             loss_sum, n_sum = loss_sum + loss, n_sum + n
@@ -273,8 +331,10 @@ def train(model: nn.Module, loss_fn: Callable, batches: Iterable, cfg: TrainConf
         result.tokens_seen += ntok
         ls, ns = loss_sum.item(), n_sum.item()
         if not math.isfinite(ls):
-            raise ValueError(f"loss is {ls} at step {result.step}; lower learning_rate or "
-                             "raise warmup_steps (this step was not saved)")
+            raise ValueError(
+                f"loss is {ls} at step {result.step}; lower learning_rate or "
+                "raise warmup_steps (this step was not saved)"
+            )
         result.losses.append(ls / max(ns, 1.0))
         win["loss"] += ls
         win["n"] += ns
@@ -298,6 +358,12 @@ def train(model: nn.Module, loss_fn: Callable, batches: Iterable, cfg: TrainConf
         save()
     if bar is not None:
         bar.close()
-    metrics.write({"event": "end", "step": result.step, "tokens_seen": result.tokens_seen,
-                   "time": time.time()})
+    metrics.write(
+        {
+            "event": "end",
+            "step": result.step,
+            "tokens_seen": result.tokens_seen,
+            "time": time.time(),
+        }
+    )
     return result

@@ -74,12 +74,20 @@ class LoRALinear(nn.Module):
 
 
 def _block_keys(block: nn.Module, targets: tuple[str, ...] | list[str]) -> list[str]:
-    return [k for k, m in block.named_modules()
-            if isinstance(m, nn.Linear) and k.rsplit(".", 1)[-1] in targets]
+    return [
+        k
+        for k, m in block.named_modules()
+        if isinstance(m, nn.Linear) and k.rsplit(".", 1)[-1] in targets
+    ]
 
 
-def apply_lora(model: nn.Module, r: int, alpha: float, dropout: float = 0.0,
-               targets: tuple[str, ...] | list[str] = LORA_TARGETS) -> nn.Module:
+def apply_lora(
+    model: nn.Module,
+    r: int,
+    alpha: float,
+    dropout: float = 0.0,
+    targets: tuple[str, ...] | list[str] = LORA_TARGETS,
+) -> nn.Module:
     """Freeze `model` and wrap every linear whose name is in `targets` in every layer."""
     if r < 1:
         raise ValueError(f"lora_r={r} must be >= 1")
@@ -88,13 +96,21 @@ def apply_lora(model: nn.Module, r: int, alpha: float, dropout: float = 0.0,
     for block in model.layers:
         keys = _block_keys(block, targets)
         found.update(k.rsplit(".", 1)[-1] for k in keys)
-        block.update_modules(tree_unflatten(
-            [(k, LoRALinear(m, r, alpha, dropout)) for k, m in block.named_modules()
-             if k in keys]))
+        block.update_modules(
+            tree_unflatten(
+                [
+                    (k, LoRALinear(m, r, alpha, dropout))
+                    for k, m in block.named_modules()
+                    if k in keys
+                ]
+            )
+        )
     missing = sorted(set(targets) - found)
     if missing:
-        raise ValueError(f"lora_targets {missing} match no linear layer; use names among "
-                         f"{','.join(LORA_TARGETS)}")
+        raise ValueError(
+            f"lora_targets {missing} match no linear layer; use names among "
+            f"{','.join(LORA_TARGETS)}"
+        )
     # a plain object, not a dict: Module would treat a dict attribute as a child tree
     model.lora_spec = LoRASpec(r, float(alpha), float(dropout), list(targets))
     return model
@@ -105,32 +121,48 @@ def lora_param_count(model: nn.Module) -> int:
 
 
 def adapter_weights(model: nn.Module) -> dict[str, mx.array]:
-    return {k: v for k, v in tree_flatten(model.parameters())
-            if k.rsplit(".", 1)[-1] in ("lora_a", "lora_b")}
+    return {
+        k: v
+        for k, v in tree_flatten(model.parameters())
+        if k.rsplit(".", 1)[-1] in ("lora_a", "lora_b")
+    }
 
 
 def adapter_config(model: nn.Module, base_model: str | None = None) -> dict[str, Any]:
     c = dataclasses.asdict(model.lora_spec)
-    keys = sorted({k for block in model.layers for k, m in block.named_modules()
-                   if isinstance(m, LoRALinear)})
+    keys = sorted(
+        {k for block in model.layers for k, m in block.named_modules() if isinstance(m, LoRALinear)}
+    )
     return {
-        "fine_tune_type": "lora", "model": base_model, "num_layers": len(model.layers),
-        "lora_parameters": {"rank": c["r"], "scale": c["alpha"] / c["r"],
-                            "dropout": c["dropout"], "keys": keys},
-        "r": c["r"], "alpha": c["alpha"], "dropout": c["dropout"], "targets": c["targets"],
+        "fine_tune_type": "lora",
+        "model": base_model,
+        "num_layers": len(model.layers),
+        "lora_parameters": {
+            "rank": c["r"],
+            "scale": c["alpha"] / c["r"],
+            "dropout": c["dropout"],
+            "keys": keys,
+        },
+        "r": c["r"],
+        "alpha": c["alpha"],
+        "dropout": c["dropout"],
+        "targets": c["targets"],
         "base_model": base_model,
     }
 
 
-def save_adapters(out_dir: str | os.PathLike, model: nn.Module,
-                  base_model: str | None = None) -> Path:
+def save_adapters(
+    out_dir: str | os.PathLike, model: nn.Module, base_model: str | None = None
+) -> Path:
     """Write `adapters.safetensors` + `adapter_config.json` (mlx-lm names) to `out_dir`."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    mx.save_safetensors(str(out / ADAPTER_WEIGHTS), adapter_weights(model),
-                        metadata={"format": "mlx"})
-    (out / ADAPTER_CONFIG).write_text(json.dumps(adapter_config(model, base_model), indent=2)
-                                      + "\n", encoding="utf-8")
+    mx.save_safetensors(
+        str(out / ADAPTER_WEIGHTS), adapter_weights(model), metadata={"format": "mlx"}
+    )
+    (out / ADAPTER_CONFIG).write_text(
+        json.dumps(adapter_config(model, base_model), indent=2) + "\n", encoding="utf-8"
+    )
     return out
 
 
@@ -142,17 +174,19 @@ def load_adapters(model: nn.Module, path: str | os.PathLike) -> nn.Module:
         raise FileNotFoundError(f"{cfg_path} is missing; pass a folder written by save_adapters")
     c = json.loads(cfg_path.read_text(encoding="utf-8"))
     if getattr(model, "lora_spec", None) is None:
-        apply_lora(model, int(c["r"]), float(c["alpha"]), float(c.get("dropout", 0.0)),
-                   tuple(c["targets"]))
+        apply_lora(
+            model, int(c["r"]), float(c["alpha"]), float(c.get("dropout", 0.0)), tuple(c["targets"])
+        )
     weights = mx.load(str(path / ADAPTER_WEIGHTS))
     expected = adapter_weights(model)
     bad = sorted(set(weights) ^ set(expected))
     bad += [k for k in weights if k in expected and weights[k].shape != expected[k].shape]
     if bad:
-        raise ValueError(f"{path / ADAPTER_WEIGHTS} does not match the model (e.g. {bad[:3]}); "
-                         "the adapters were trained for another architecture or rank")
-    model.load_weights([(k, v.astype(expected[k].dtype)) for k, v in weights.items()],
-                       strict=False)
+        raise ValueError(
+            f"{path / ADAPTER_WEIGHTS} does not match the model (e.g. {bad[:3]}); "
+            "the adapters were trained for another architecture or rank"
+        )
+    model.load_weights([(k, v.astype(expected[k].dtype)) for k, v in weights.items()], strict=False)
     return model
 
 

@@ -24,7 +24,7 @@ def hidden_states(model: nn.Module, ids: mx.array, checkpoint_every_n: int = 0) 
     mask = make_mask(ids.shape[1])
     layers = model.layers
     for start in range(0, len(layers), checkpoint_every_n):
-        seg = layers[start:start + checkpoint_every_n]
+        seg = layers[start : start + checkpoint_every_n]
 
         def run(params, x, seg=seg):
             for layer, p in zip(seg, params, strict=True):
@@ -46,13 +46,16 @@ def head_weight(model: nn.Module) -> mx.array:
 def masked_ce(logits: mx.array, targets: mx.array, mask: mx.array) -> tuple[mx.array, mx.array]:
     """Cross-entropy summed over positions where `mask` is 1, computed in fp32."""
     logits = logits.astype(mx.float32)
-    tok = mx.logsumexp(logits, axis=-1) - mx.take_along_axis(
-        logits, targets[..., None], axis=-1)[..., 0]
+    tok = (
+        mx.logsumexp(logits, axis=-1)
+        - mx.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
+    )
     return (tok * mask).sum(), mask.sum()
 
 
-def chunked_ce(h: mx.array, weight: mx.array, targets: mx.array, mask: mx.array,
-               chunk_rows: int) -> tuple[mx.array, mx.array]:
+def chunked_ce(
+    h: mx.array, weight: mx.array, targets: mx.array, mask: mx.array, chunk_rows: int
+) -> tuple[mx.array, mx.array]:
     """`masked_ce(h @ weight.T, ...)` over rows of h [N,d], `chunk_rows` rows of logits at a time.
 
     A custom VJP recomputes each chunk's logits in the backward, so neither pass holds more
@@ -70,8 +73,10 @@ def chunked_ce(h: mx.array, weight: mx.array, targets: mx.array, mask: mx.array,
         total = mx.array(0.0)
         for s, e in spans:
             lg = chunk_logits(h[s:e], w)
-            tok = mx.logsumexp(lg, axis=-1) - mx.take_along_axis(
-                lg, targets[s:e, None], axis=-1)[:, 0]
+            tok = (
+                mx.logsumexp(lg, axis=-1)
+                - mx.take_along_axis(lg, targets[s:e, None], axis=-1)[:, 0]
+            )
             total = total + (tok * mask[s:e]).sum()
         return total
 
@@ -95,16 +100,23 @@ def chunked_ce(h: mx.array, weight: mx.array, targets: mx.array, mask: mx.array,
     return ce(h, weight), mask.sum()
 
 
-def _head_loss(model: nn.Module, h: mx.array, targets: mx.array, mask: mx.array,
-               chunk_size: int) -> tuple[mx.array, mx.array]:
+def _head_loss(
+    model: nn.Module, h: mx.array, targets: mx.array, mask: mx.array, chunk_size: int
+) -> tuple[mx.array, mx.array]:
     if chunk_size <= 0:
         return masked_ce(model.logits(h), targets, mask)
     rows = chunk_size * (h.shape[0] if h.ndim == 3 else 1)
     return chunked_ce(h.reshape(-1, h.shape[-1]), head_weight(model), targets, mask, rows)
 
 
-def lm_loss(model: nn.Module, batch: dict[str, mx.array], *, chunk_size: int = 0,
-            sparse: bool = False, checkpoint_every_n: int = 0) -> tuple[mx.array, mx.array]:
+def lm_loss(
+    model: nn.Module,
+    batch: dict[str, mx.array],
+    *,
+    chunk_size: int = 0,
+    sparse: bool = False,
+    checkpoint_every_n: int = 0,
+) -> tuple[mx.array, mx.array]:
     """Next-token CE of `batch`: `(sum of token losses, number of trained tokens)`.
 
     `sparse` gathers hidden states at `label_pos` so logits exist only where `label_mask` is 1
@@ -121,13 +133,17 @@ def lm_loss(model: nn.Module, batch: dict[str, mx.array], *, chunk_size: int = 0
     return _head_loss(model, h, targets, mask, chunk_size)
 
 
-def make_lm_loss(chunk_size: int = 0, sparse: bool = False,
-                 checkpoint_every_n: int = 0) -> LossFn:
+def make_lm_loss(chunk_size: int = 0, sparse: bool = False, checkpoint_every_n: int = 0) -> LossFn:
     """`loss_fn(model, batch)` for `train`: the LM loss with the memory options bound."""
 
     def loss_fn(model, batch):
-        return lm_loss(model, batch, chunk_size=chunk_size, sparse=sparse,
-                       checkpoint_every_n=checkpoint_every_n)
+        return lm_loss(
+            model,
+            batch,
+            chunk_size=chunk_size,
+            sparse=sparse,
+            checkpoint_every_n=checkpoint_every_n,
+        )
 
     return loss_fn
 

@@ -18,8 +18,9 @@ from mlx.utils import tree_map, tree_reduce
 from minillm.train.config import TrainConfig
 
 
-def lr_schedule(learning_rate: float, warmup_steps: int, total_steps: int,
-                min_lr_ratio: float = 0.1) -> Callable[[mx.array | int], mx.array]:
+def lr_schedule(
+    learning_rate: float, warmup_steps: int, total_steps: int, min_lr_ratio: float = 0.1
+) -> Callable[[mx.array | int], mx.array]:
     """Linear warmup then cosine decay; `fn(i)` is the LR of the (i+1)-th update (i from 0).
 
     Warmup reaches `learning_rate` at update `warmup_steps` (i = warmup_steps - 1); the last
@@ -28,8 +29,10 @@ def lr_schedule(learning_rate: float, warmup_steps: int, total_steps: int,
     if total_steps < 1:
         raise ValueError(f"total_steps={total_steps} must be >= 1")
     if warmup_steps >= total_steps and warmup_steps > 0:
-        raise ValueError(f"warmup_steps={warmup_steps} >= total steps {total_steps}; set "
-                         f"warmup_steps below {total_steps}")
+        raise ValueError(
+            f"warmup_steps={warmup_steps} >= total steps {total_steps}; set "
+            f"warmup_steps below {total_steps}"
+        )
     lr, lo = float(learning_rate), float(learning_rate) * min_lr_ratio
     decay_len = max(1, total_steps - 1 - warmup_steps)
 
@@ -79,8 +82,12 @@ def build_optimizer(cfg: TrainConfig, schedule: Callable | float) -> optim.Optim
     Its state is fp32 with `optim_state_dtype="float32"`, else each parameter's own dtype.
     """
     if cfg.optimizer == "adamw":
-        opt = AdamW(learning_rate=schedule, betas=list(cfg.adam_betas), eps=cfg.adam_eps,
-                    bias_correction=True)
+        opt = AdamW(
+            learning_rate=schedule,
+            betas=list(cfg.adam_betas),
+            eps=cfg.adam_eps,
+            bias_correction=True,
+        )
     elif cfg.optimizer == "lion":
         opt = Lion(learning_rate=schedule, betas=[0.9, 0.99])
     elif cfg.optimizer == "adafactor":
@@ -93,8 +100,9 @@ def build_optimizer(cfg: TrainConfig, schedule: Callable | float) -> optim.Optim
 
 
 def global_norm(grads) -> mx.array:
-    return mx.sqrt(tree_reduce(lambda acc, g: acc + g.astype(mx.float32).square().sum(),
-                               grads, mx.array(0.0)))
+    return mx.sqrt(
+        tree_reduce(lambda acc, g: acc + g.astype(mx.float32).square().sum(), grads, mx.array(0.0))
+    )
 
 
 def scale_and_clip(grads, n_tokens: mx.array, max_norm: float):

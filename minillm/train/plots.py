@@ -6,8 +6,12 @@ import json
 import os
 from pathlib import Path
 
-CURVES = (("loss", "loss (per token)"), ("lr", "learning rate"), ("tok_s", "tokens / s"),
-          ("grad_norm", "gradient norm"))
+CURVES = (
+    ("loss", "loss (per token)"),
+    ("lr", "learning rate"),
+    ("tok_s", "tokens / s"),
+    ("grad_norm", "gradient norm"),
+)
 
 
 def read_metrics(run_dir: str | os.PathLike) -> list[dict]:

@@ -58,9 +58,13 @@ def list_checkpoints(out_dir: str | os.PathLike) -> list[tuple[int, Path]]:
         return []
     found = []
     for p in root.iterdir():
-        num = p.name[len(PREFIX):]
-        if p.is_dir() and p.name.startswith(PREFIX) and num.isdigit() \
-                and (p / STATE_FILE).is_file():
+        num = p.name[len(PREFIX) :]
+        if (
+            p.is_dir()
+            and p.name.startswith(PREFIX)
+            and num.isdigit()
+            and (p / STATE_FILE).is_file()
+        ):
             found.append((int(num), p))
     return sorted(found)
 
@@ -108,8 +112,8 @@ def _plain_copy(model: nn.Module) -> nn.Module:
         owner, leaf = k.rsplit(".", 1)
         if leaf in ("lora_a", "lora_b"):
             continue
-        if owner.endswith(".linear") and owner[:-len(".linear")] in lora:
-            name = owner[:-len(".linear")]
+        if owner.endswith(".linear") and owner[: -len(".linear")] in lora:
+            name = owner[: -len(".linear")]
             if leaf == "weight":
                 v = lora[name].fused().weight
             k = f"{name}.{leaf}"
@@ -120,20 +124,35 @@ def _plain_copy(model: nn.Module) -> nn.Module:
     return clone
 
 
-def save_checkpoint(out_dir: str | os.PathLike, step: int, model: nn.Module, tokenizer,
-                    optimizer: optim.Optimizer, cfg: TrainConfig, *, cursor: Any = None,
-                    tokens_seen: int = 0, total_steps: int | None = None,
-                    base_model: str | None = None) -> Path:
+def save_checkpoint(
+    out_dir: str | os.PathLike,
+    step: int,
+    model: nn.Module,
+    tokenizer,
+    optimizer: optim.Optimizer,
+    cfg: TrainConfig,
+    *,
+    cursor: Any = None,
+    tokens_seen: int = 0,
+    total_steps: int | None = None,
+    base_model: str | None = None,
+) -> Path:
     """Write `checkpoints/step_XXXXXXXX` for `step` and return its path."""
     root = checkpoints_dir(out_dir)
     final = root / f"{PREFIX}{step:08d}"
     stage = root / f".{final.name}.partial-{os.getpid()}"
     lora = getattr(model, "lora_spec", None)
     state = TrainState(
-        step=step, tokens_seen=int(tokens_seen), cursor=cursor, rng=rng_state(),
-        total_steps=total_steps, optimizer=cfg.optimizer,
-        optim_state_dtype=cfg.optim_state_dtype, dtype=DTYPE_NAMES[model_dtype(model)],
-        lora=dataclasses.asdict(lora) if lora else None, config=cfg.to_dict(),
+        step=step,
+        tokens_seen=int(tokens_seen),
+        cursor=cursor,
+        rng=rng_state(),
+        total_steps=total_steps,
+        optimizer=cfg.optimizer,
+        optim_state_dtype=cfg.optim_state_dtype,
+        dtype=DTYPE_NAMES[model_dtype(model)],
+        lora=dataclasses.asdict(lora) if lora else None,
+        config=cfg.to_dict(),
     )
     record = dataclasses.asdict(state)
     record.pop("path")
@@ -141,8 +160,11 @@ def save_checkpoint(out_dir: str | os.PathLike, step: int, model: nn.Module, tok
     try:
         save_model(stage, _plain_copy(model), tokenizer, extra_files={STATE_FILE: record})
         opt_state = dict(tree_flatten(optimizer.state))
-        mx.save_safetensors(str(stage / OPTIMIZER_FILE), opt_state,
-                            metadata={"step": str(step), "optimizer": cfg.optimizer})
+        mx.save_safetensors(
+            str(stage / OPTIMIZER_FILE),
+            opt_state,
+            metadata={"step": str(step), "optimizer": cfg.optimizer},
+        )
         if lora:
             save_adapters(stage, model, base_model)
         old = None
@@ -162,8 +184,10 @@ def load_state(path: str | os.PathLike) -> TrainState:
     """Read `state.json` of checkpoint `path` (or of the newest checkpoint of run `path`)."""
     ckpt = find_checkpoint(path)
     if ckpt is None:
-        raise FileNotFoundError(f"no checkpoint under {path}; expected {path}/checkpoints/"
-                                f"{PREFIX}XXXXXXXX/{STATE_FILE}, written by `minillm train`")
+        raise FileNotFoundError(
+            f"no checkpoint under {path}; expected {path}/checkpoints/"
+            f"{PREFIX}XXXXXXXX/{STATE_FILE}, written by `minillm train`"
+        )
     d = json.loads((ckpt / STATE_FILE).read_text(encoding="utf-8"))
     names = {f.name for f in dataclasses.fields(TrainState)}
     return TrainState(**{k: v for k, v in d.items() if k in names}, path=str(ckpt))
@@ -171,23 +195,33 @@ def load_state(path: str | os.PathLike) -> TrainState:
 
 def check_compatible(st: TrainState, cfg: TrainConfig, model: nn.Module) -> None:
     """Refuse to resume a checkpoint whose optimizer or dtypes differ from this run's."""
-    wanted = {"optimizer": cfg.optimizer, "optim_state_dtype": cfg.optim_state_dtype,
-              "dtype": DTYPE_NAMES[model_dtype(model)]}
+    wanted = {
+        "optimizer": cfg.optimizer,
+        "optim_state_dtype": cfg.optim_state_dtype,
+        "dtype": DTYPE_NAMES[model_dtype(model)],
+    }
     for name, value in wanted.items():
         if getattr(st, name) != value:
             raise ValueError(
                 f"cannot resume {st.path}: it was trained with {name}={getattr(st, name)}, "
                 f"this run has {name}={value}; set {name}={getattr(st, name)} to resume, or "
-                "use a fresh out_dir")
+                "use a fresh out_dir"
+            )
     if bool(st.lora) != bool(getattr(model, "lora_spec", None)):
         raise ValueError(
             f"cannot resume {st.path}: it is a {'LoRA' if st.lora else 'full'} run but this "
             f"run is {'LoRA' if not st.lora else 'full'}; set lora_r="
-            f"{st.lora['r'] if st.lora else 0} to resume")
+            f"{st.lora['r'] if st.lora else 0} to resume"
+        )
 
 
-def resume(path: str | os.PathLike, model: nn.Module, optimizer: optim.Optimizer,
-           batches: Any, cfg: TrainConfig) -> TrainState:
+def resume(
+    path: str | os.PathLike,
+    model: nn.Module,
+    optimizer: optim.Optimizer,
+    batches: Any,
+    cfg: TrainConfig,
+) -> TrainState:
     """Restore weights (or LoRA adapters), optimizer state + schedule position, RNG and the
     data cursor from a checkpoint (or a run folder's newest one). Returns its `TrainState`.
     """
@@ -197,26 +231,33 @@ def resume(path: str | os.PathLike, model: nn.Module, optimizer: optim.Optimizer
     if st.lora:
         load_adapters(model, ckpt)
     else:
-        weights = check_weights(model, dict(mx.load(str(ckpt / "model.safetensors"))),
-                                ckpt / "model.safetensors")
+        weights = check_weights(
+            model, dict(mx.load(str(ckpt / "model.safetensors"))), ckpt / "model.safetensors"
+        )
         model.load_weights(list(weights.items()))
     opt_file = ckpt / OPTIMIZER_FILE
     if not opt_file.is_file():
-        raise FileNotFoundError(f"{opt_file} is missing; the checkpoint cannot be resumed "
-                                "(its weights still load with minillm.load)")
+        raise FileNotFoundError(
+            f"{opt_file} is missing; the checkpoint cannot be resumed "
+            "(its weights still load with minillm.load)"
+        )
     opt_state = mx.load(str(opt_file))
     sdt = getattr(optimizer, "state_dtype", None)
     for k, v in opt_state.items():
         if sdt is not None and k not in ("step", "learning_rate") and v.dtype != sdt:
-            raise ValueError(f"cannot resume {ckpt}: optimizer state {k} is {v.dtype}, this "
-                             f"run keeps it in {sdt}; set optim_state_dtype to match")
+            raise ValueError(
+                f"cannot resume {ckpt}: optimizer state {k} is {v.dtype}, this "
+                f"run keeps it in {sdt}; set optim_state_dtype to match"
+            )
     optimizer.state = tree_unflatten(list(opt_state.items()))
     if st.rng:
         set_rng_state(st.rng)
     if st.cursor is not None:
         if not hasattr(batches, "restore"):
-            raise ValueError(f"{ckpt} has a data cursor but the batch iterator has no "
-                             "restore(); resume needs the resumable data iterator")
+            raise ValueError(
+                f"{ckpt} has a data cursor but the batch iterator has no "
+                "restore(); resume needs the resumable data iterator"
+            )
         batches.restore(st.cursor)
     mx.eval(model.parameters(), optimizer.state)
     return st
