@@ -7,6 +7,8 @@ import os
 import pytest
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Full fp32 matmuls on GPUs whose MLX backend defaults to TF32 (CUDA, M5): parity tests need it.
+os.environ.setdefault("MLX_ENABLE_TF32", "0")
 
 TINY = dict(
     hidden_size=64,

@@ -282,7 +282,7 @@ def test_conversation_history_and_trimming(tiny):
 
 def run_cli(*args, stdin=None):
     env = {k: v for k, v in os.environ.items() if k != "MINILLM_DEBUG"}
-    env["PYTHONPATH"] = str(ROOT)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
     return subprocess.run(
         [sys.executable, "-m", *args],
         input=stdin,
