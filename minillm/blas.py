@@ -3,7 +3,7 @@
 The `mlx[cpu]` wheel links a reference BLAS (~6 GFLOP/s for a 1024² fp32 matmul on 2 cores);
 with OpenBLAS preloaded the same call runs ~50× faster. Nothing changes on macOS (Accelerate)
 or when OpenBLAS is absent. MINILLM_OPENBLAS=0 turns it off; MINILLM_OPENBLAS=/path picks a
-library.
+library (1 or auto: the default search).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ def openblas_path() -> str | None:
     choice = os.environ.get("MINILLM_OPENBLAS", "")
     if choice == "0" or sys.platform != "linux":
         return None
-    if choice:
+    if choice not in ("", "1", "auto"):
         return choice if Path(choice).is_file() else None
     return next((c for c in CANDIDATES if Path(c).is_file()), None)
 

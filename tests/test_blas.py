@@ -44,3 +44,11 @@ def test_opt_out_and_missing_library(monkeypatch):
     assert openblas_path() is None
     monkeypatch.setenv("MINILLM_OPENBLAS", "/nonexistent/libopenblas.so.0")
     assert openblas_path() is None
+
+
+@pytest.mark.skipif(openblas_path() is None, reason="OpenBLAS is not installed")
+def test_explicit_on_means_auto(monkeypatch):
+    found = openblas_path()
+    for value in ("1", "auto", ""):
+        monkeypatch.setenv("MINILLM_OPENBLAS", value)
+        assert openblas_path() == found
