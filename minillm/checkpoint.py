@@ -175,8 +175,18 @@ def check_weights(model: Model, weights: dict[str, mx.array], where: Path) -> di
     return weights
 
 
-def load_model(path: str | os.PathLike, dtype: mx.Dtype | None = None) -> Model:
+def resolve_checkpoint(path: str | os.PathLike) -> Path:
+    """`path` itself, or the newest checkpoint (by step number) of run folder `path`."""
     path = Path(path)
+    if (path / "config.json").is_file() or not (path / "checkpoints").is_dir():
+        return path
+    from minillm.train.state import find_checkpoint
+
+    return find_checkpoint(path) or path
+
+
+def load_model(path: str | os.PathLike, dtype: mx.Dtype | None = None) -> Model:
+    path = resolve_checkpoint(path)
     args = read_config(path)
     model = Model(args)
     weights = check_weights(model, read_weights(path), path / "model.safetensors")
@@ -203,7 +213,7 @@ def load(
 
     The tokenizer comes from `tokenizer_path`, else the folder itself, else the built-in one.
     """
-    path = Path(path)
+    path = resolve_checkpoint(path)
     model = load_model(path, dtype)
     if tokenizer_path is None and (path / "tokenizer.json").is_file():
         tokenizer_path = str(path)

@@ -133,3 +133,16 @@ def test_module_entry_points_print_no_traceback(tmp_path, entry):
     assert r.returncode == 2
     assert r.stderr.strip().count("\n") == 0 and "Traceback" not in r.stderr
     assert "does not exist" in r.stderr
+
+
+def test_run_folder_loads_its_newest_checkpoint(tiny_ckpt, tmp_path):
+    from minillm.checkpoint import load, resolve_checkpoint
+
+    run = tmp_path / "run"
+    for step in (10, 2):  # step_2 is written last: the newest by mtime, not by step
+        dst = run / "checkpoints" / f"step_{step:08d}"
+        shutil.copytree(tiny_ckpt, dst)
+        (dst / "state.json").write_text(json.dumps({"step": step}))
+    assert resolve_checkpoint(run).name == "step_00000010"
+    model, tok = load(run)
+    assert model.args.hidden_size == 64 and tok.vocab_size == 6400
