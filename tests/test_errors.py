@@ -14,7 +14,14 @@ from conftest import make_tiny
 from minillm import cli
 from minillm.checkpoint import save_model
 
-LOAD_VERBS = [["infer", "--prompt", "hi", "--max_new_tokens", "2"], ["chat"]]
+SMOKE_SFT = str(Path(__file__).parents[1] / "minillm" / "assets" / "data" / "smoke_sft.jsonl")
+LOAD_VERBS = [
+    ["infer", "--checkpoint", "{ckpt}", "--prompt", "hi", "--max_new_tokens", "2"],
+    ["chat", "--checkpoint", "{ckpt}"],
+    ["eval", "--checkpoint", "{ckpt}", "--task", "sft", "--data_path", SMOKE_SFT],
+    ["fuse", "--model", "{ckpt}", "--adapter_path", "{adapters}", "--out_dir", "{tmp}/fused"],
+    ["train", "--init_from", "{ckpt}", "--data_path", SMOKE_SFT, "--out_dir", "{tmp}/run"],
+]
 
 
 def run_cli(argv, capsys) -> tuple[int, str]:
@@ -57,7 +64,15 @@ CASES = {
 @pytest.mark.parametrize("verb", LOAD_VERBS, ids=lambda v: v[0])
 def test_corrupt_checkpoint_one_line_error(tiny_ckpt, tmp_path, capsys, kind, verb):
     bad = corrupt(tiny_ckpt, tmp_path, kind)
-    code, err = run_cli([verb[0], "--checkpoint", str(bad), *verb[1:]], capsys)
+    adapters = tmp_path / "adapters"
+    if verb[0] == "fuse":
+        from minillm.train.lora import apply_lora, save_adapters
+
+        model, _ = make_tiny()
+        apply_lora(model, r=2, alpha=4.0)
+        save_adapters(adapters, model, base_model=str(bad))
+    argv = [a.format(ckpt=bad, tmp=tmp_path, adapters=adapters) for a in verb]
+    code, err = run_cli(argv, capsys)
     phrase, fname = CASES[kind]
     assert code == 2
     assert len(err.strip().splitlines()) == 1, err
