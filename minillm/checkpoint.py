@@ -68,6 +68,17 @@ def write_json(path: Path, obj: Any) -> None:
     path.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
+def swap_in(staged: Path, final: Path) -> None:
+    """Move the finished folder `staged` to `final`, replacing an old one with renames only."""
+    old = None
+    if final.exists():
+        old = final.with_name(f".{final.name}.old-{os.getpid()}")
+        os.replace(final, old)
+    os.replace(staged, final)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
 def save_model(
     out_dir: str | os.PathLike,
     model: Model,
@@ -98,13 +109,7 @@ def save_model(
         tokenizer.save(tmp)
         for name, obj in (extra_files or {}).items():
             write_json(tmp / name, obj)
-        old = None
-        if out.exists():
-            old = out.with_name(f".{out.name}.old-{os.getpid()}")
-            os.replace(out, old)
-        os.replace(tmp, out)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        swap_in(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -21,7 +21,7 @@ import mlx.nn as nn
 import mlx.optimizers as optim
 from mlx.utils import tree_flatten, tree_unflatten
 
-from minillm.checkpoint import DTYPE_NAMES, check_weights, model_dtype, save_model
+from minillm.checkpoint import DTYPE_NAMES, check_weights, model_dtype, save_model, swap_in
 from minillm.train.config import TrainConfig
 from minillm.train.lora import LoRALinear, keep_rng, load_adapters, save_adapters
 
@@ -167,13 +167,7 @@ def save_checkpoint(
         )
         if lora:
             save_adapters(stage, model, base_model)
-        old = None
-        if final.exists():
-            old = root / f".{final.name}.old-{os.getpid()}"
-            os.replace(final, old)
-        os.replace(stage, final)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        swap_in(stage, final)
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise
