@@ -97,6 +97,35 @@ class ModelArgs:
         return d
 
 
+def rms_norm_ref(x: mx.array, weight: mx.array, eps: float) -> mx.array:
+    xf = x.astype(mx.float32)
+    return (xf * mx.rsqrt(mx.mean(xf * xf, axis=-1, keepdims=True) + eps)).astype(x.dtype) * weight
+
+
+def rope_ref(x: mx.array, base: float, offset: int) -> mx.array:
+    """Rotate-half RoPE over the last axis of [B, H, L, D] (what mx.fast.rope computes)."""
+    D, L = x.shape[-1], x.shape[-2]
+    inv = base ** (-mx.arange(0, D, 2, dtype=mx.float32) / D)
+    ang = mx.arange(offset, offset + L, dtype=mx.float32)[:, None] * inv[None]
+    cos, sin = mx.cos(ang).astype(x.dtype), mx.sin(ang).astype(x.dtype)
+    x1, x2 = x[..., : D // 2], x[..., D // 2 :]
+    return mx.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
+
+
+def attention_ref(q: mx.array, k: mx.array, v: mx.array, scale: float, mask) -> mx.array:
+    """Softmax attention in plain ops (fp32 softmax), with GQA by repeating k/v heads."""
+    rep = q.shape[1] // k.shape[1]
+    if rep > 1:
+        k, v = mx.repeat(k, rep, axis=1), mx.repeat(v, rep, axis=1)
+    scores = (q * scale) @ k.swapaxes(-1, -2)
+    if isinstance(mask, str):
+        L, S = q.shape[2], k.shape[2]
+        mask = mx.arange(S - L, S)[:, None] >= mx.arange(S)[None]
+    if mask is not None:
+        scores = mx.where(mask, scores, mx.finfo(scores.dtype).min)
+    return mx.softmax(scores.astype(mx.float32), axis=-1).astype(v.dtype) @ v
+
+
 class KVCache:
     """Per-layer key/value cache grown in steps of `step` positions."""
 
@@ -137,6 +166,7 @@ class Attention(nn.Module):
         self.v_proj = nn.Linear(dim, self.n_kv_heads * hd, bias=False)
         self.o_proj = nn.Linear(self.n_heads * hd, dim, bias=False)
         self.rope = nn.RoPE(hd, traditional=False, base=args.rope_theta)
+        self.fused = True
 
     def __call__(self, x: mx.array, mask=None, cache: KVCache | None = None) -> mx.array:
         B, L, _ = x.shape
@@ -144,10 +174,16 @@ class Attention(nn.Module):
         k = self.k_proj(x).reshape(B, L, self.n_kv_heads, -1).transpose(0, 2, 1, 3)
         v = self.v_proj(x).reshape(B, L, self.n_kv_heads, -1).transpose(0, 2, 1, 3)
         offset = cache.offset if cache is not None else 0
-        q, k = self.rope(q, offset=offset), self.rope(k, offset=offset)
+        if self.fused:
+            q, k = self.rope(q, offset=offset), self.rope(k, offset=offset)
+        else:
+            q, k = (rope_ref(t, self.rope.base, offset) for t in (q, k))
         if cache is not None:
             k, v = cache.update_and_fetch(k, v)
-        out = mx.fast.scaled_dot_product_attention(q, k, v, scale=self.scale, mask=mask)
+        if self.fused:
+            out = mx.fast.scaled_dot_product_attention(q, k, v, scale=self.scale, mask=mask)
+        else:
+            out = attention_ref(q, k, v, self.scale, mask)
         return self.o_proj(out.transpose(0, 2, 1, 3).reshape(B, L, -1))
 
 
@@ -171,9 +207,12 @@ class Block(nn.Module):
         self.input_layernorm = nn.RMSNorm(args.hidden_size, eps=args.rms_norm_eps)
         self.post_attention_layernorm = nn.RMSNorm(args.hidden_size, eps=args.rms_norm_eps)
 
+    def norm(self, which: nn.RMSNorm, x: mx.array) -> mx.array:
+        return which(x) if self.self_attn.fused else rms_norm_ref(x, which.weight, which.eps)
+
     def __call__(self, x: mx.array, mask=None, cache: KVCache | None = None) -> mx.array:
-        h = x + self.self_attn(self.input_layernorm(x), mask, cache)
-        return h + self.mlp(self.post_attention_layernorm(h))
+        h = x + self.self_attn(self.norm(self.input_layernorm, x), mask, cache)
+        return h + self.mlp(self.norm(self.post_attention_layernorm, h))
 
 
 class LlamaModel(nn.Module):
@@ -221,6 +260,8 @@ class Model(nn.Module):
         mask = make_mask(ids.shape[1], offset, pad)
         for i, layer in enumerate(self.model.layers):
             h = layer(h, mask, cache[i] if cache else None)
+        if self.model.layers and not self.model.layers[0].self_attn.fused:
+            return rms_norm_ref(h, self.model.norm.weight, self.model.norm.eps)
         return self.model.norm(h)
 
     def logits(self, h: mx.array) -> mx.array:
@@ -230,6 +271,11 @@ class Model(nn.Module):
 
     def __call__(self, ids: mx.array, cache: list[KVCache] | None = None, pad=None) -> mx.array:
         return self.logits(self.hidden(ids, cache, pad))
+
+    def set_fused(self, enabled: bool) -> None:
+        """Use mx.fast kernels (RMSNorm, RoPE, attention) or plain reference ops."""
+        for layer in self.model.layers:
+            layer.self_attn.fused = enabled
 
     def make_cache(self) -> list[KVCache]:
         return [KVCache() for _ in self.model.layers]

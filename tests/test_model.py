@@ -154,3 +154,20 @@ def test_mlx_lm_loads_the_same_folder(tiny_ckpt):
     assert their_tok.apply_chat_template(
         msgs, add_generation_prompt=True, tokenize=False
     ) == tok.apply_chat_template(msgs, add_generation_prompt=True)
+
+
+def test_reference_ops_match_fused_kernels():
+    model, _ = make_tiny(seed=1)
+    ids = mx.random.randint(3, 6400, (2, 40), key=mx.random.key(0))
+    pad = mx.array([[True] * 5 + [False] * 35, [False] * 40])
+    fused, fused_pad = model(ids), model(ids, pad=pad)
+    model.set_fused(False)
+    try:
+        assert mx.abs(model(ids) - fused).max().item() < 1e-5
+        assert mx.abs(model(ids, pad=pad) - fused_pad).max().item() < 1e-5
+        cache = model.make_cache()
+        model(ids[:, :30], cache)
+        step = model(ids[:, 30:31], cache)
+        assert mx.abs(step[:, 0] - fused[:, 30]).max().item() < 1e-5
+    finally:
+        model.set_fused(True)
