@@ -18,6 +18,11 @@ VERBS = {
     "eval": "token-weighted loss and perplexity of a checkpoint on JSONL data",
     "fuse": "merge LoRA adapters into their base model (a full checkpoint folder)",
     "plot": "draw a run's training curves (loss, lr, throughput) as PNG files",
+    "serve": "Ollama- and OpenAI-compatible HTTP server for a checkpoint (batched decoding)",
+    "export": "write a transformers folder or a GGUF file (llama.cpp / ollama) of a checkpoint",
+    "bench": "accuracy and speed on synthetic zh/en suites vs checkpoints, Ollama or OpenAI servers",
+    "stats": "parameters by component, FLOPs per token, device peak and MFU",
+    "speed": "train-step and decode throughput on random tokens (every loop switch)",
 }
 
 
