@@ -5,11 +5,12 @@ from __future__ import annotations
 import os
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import mlx.core as mx
 
+from minillm.json_constraint import JsonPrefix
 from minillm.model import Model
 
 
@@ -105,13 +106,26 @@ def sample(
 
     Returns the tokens and the advanced keys. Temperature 0 is argmax (keys untouched).
     """
+    scores, keys = sample_scores(logits, keys, temperature, top_k, top_p)
+    return mx.argmax(scores, axis=-1), keys
+
+
+def sample_scores(
+    logits: mx.array,
+    keys: mx.array | None,
+    temperature: float = 0.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+) -> tuple[mx.array, mx.array | None]:
+    """Scores whose argmax is the sampled token (Gumbel-max), and the advanced keys; their
+    descending order samples without replacement. Temperature 0: the logits themselves."""
     if temperature == 0:
-        return mx.argmax(logits, axis=-1), keys
+        return logits, keys
     logits = top_p_filter(top_k_filter(logits / temperature, top_k), top_p)
     pair = _split(keys)
     V = logits.shape[-1]
     gumbel = mx.vmap(lambda k: mx.random.gumbel((V,), key=k))(pair[:, 1])
-    return mx.argmax(logits + gumbel, axis=-1), pair[:, 0]
+    return logits + gumbel, pair[:, 0]
 
 
 def check_sampling(
@@ -248,6 +262,146 @@ def stream_generate(
         Generation(toks, tokenizer.decode(toks), r, n, prompt_time, gen_time)
         for toks, r, n in zip(out, reasons, lengths, strict=True)
     ]
+
+
+def stream_generate_constrained(
+    model: Model,
+    tokenizer,
+    prompts: list[list[int]],
+    *,
+    max_new_tokens: int = 256,
+    min_new_tokens: int = 0,
+    temperature: float = 0.0,
+    top_p: float = 1.0,
+    top_k: int = 0,
+    repetition_penalty: float = 1.0,
+    repetition_context_size: int | None = None,
+    seed: int | None = None,
+    stop_ids: Iterable[int] | None = None,
+    max_seq_len: int | None = None,
+    constraint_factory: Callable[[], JsonPrefix] = JsonPrefix,
+    candidates: int = 64,
+) -> Iterator[Token | list[Generation]]:
+    """`stream_generate` for ONE prompt whose text must stay a valid prefix of
+    `constraint_factory()` (by default a JSON object, as Ollama's `format: "json"`).
+
+    Each step walks the candidate tokens in sampling order (Gumbel-perturbed filtered logits,
+    i.e. sampling without replacement; logit order when greedy): the first `candidates`, then
+    the whole vocabulary. A candidate is taken if its text keeps the prefix valid (a trailing
+    incomplete UTF-8 character is held pending; it must be inside a string) and the shortest
+    completion (`closing()`) still fits in the tokens left, so the value is complete whenever
+    the budget allows: near the end only tokens that close strings/containers qualify. Stop
+    tokens are never taken; a complete value ends the reply with finish_reason "stop", the
+    budget with "length" (a valid but incomplete prefix, as Ollama with `num_predict`).
+    `min_new_tokens` has no effect."""
+    check_sampling(temperature, top_p, top_k, repetition_penalty, max_new_tokens, min_new_tokens)
+    if len(prompts) != 1:
+        raise ValueError(f"constrained generation takes one prompt, got {len(prompts)}")
+    prompt = [int(t) for t in prompts[0]]
+    if not prompt:
+        raise ValueError("prompt 0 is empty; give at least one token")
+    limit = max_seq_len or model.args.max_position_embeddings
+    if len(prompt) >= limit:
+        raise ValueError(
+            f"prompt 0 has {len(prompt)} tokens but max_seq_len={limit} leaves no room "
+            "for a reply; shorten the prompt or raise max_seq_len"
+        )
+    budget = min(max_new_tokens, limit - len(prompt))
+    V = model.args.vocab_size
+    usable = min(V, tokenizer.vocab_size)
+    stop = {t for t in (tokenizer.eos_ids if stop_ids is None else stop_ids) if 0 <= t < V}
+    stop_token = min(stop, default=-1)
+    if seed is None:
+        seed = int.from_bytes(os.urandom(4), "little")
+    keys = mx.random.key(seed)[None] if temperature > 0 else None
+    cache = model.make_cache()
+    context = list(prompt)
+    window = repetition_context_size
+
+    def scores(x: mx.array) -> tuple[mx.array, mx.array]:
+        nonlocal keys
+        logits = model.logits(model.hidden(x, cache=cache)[:, -1, :]).astype(mx.float32)
+        if repetition_penalty != 1.0:
+            ctx = mx.array([context if window is None else context[-window:]])
+            logits = apply_repetition_penalty(logits, ctx, repetition_penalty)
+        s, keys = sample_scores(logits, keys, temperature, top_k, top_p)
+        return s[0], logits[0]
+
+    checker = constraint_factory()  # state after the emitted text
+    view = checker  # state including the pending (incomplete-character) text
+    segment: list[int] = []  # tokens of the pending text
+    single: dict[int, str] = {}
+
+    def decode(t: int) -> str:
+        if segment:
+            return tokenizer.decode([*segment, t])
+        if t not in single:
+            single[t] = tokenizer.decode([t])
+        return single[t]
+
+    def attempt(t: int, left: int | None) -> tuple[JsonPrefix, str, bool] | None:
+        """(state, text, pending) if token `t` may follow with `left` tokens after it
+        (None: however short the budget)."""
+        if t in stop or t >= usable:
+            return None
+        text = decode(t)
+        pending = text.endswith("\ufffd")
+        body = text.rstrip("\ufffd") if pending else text
+        if not text:
+            return None  # no progress (e.g. a special token)
+        c = checker.clone()
+        if not c.feed(body) or (pending and not c.in_string):
+            return None
+        if left is not None and not c.complete and len(c.closing()) > left:
+            return None
+        return c, text, pending
+
+    def choose(s: mx.array, logits: mx.array, left: int) -> tuple[int, JsonPrefix, str, bool]:
+        k = min(candidates, V)
+        top = mx.argpartition(-s, kth=k - 1)[:k] if k < V else mx.arange(V)
+        top = top[mx.argsort(-s[top])].tolist()
+        for t in top:
+            if (got := attempt(t, left)) is not None:
+                return (t, *got)
+        # The rest of the vocabulary in sampling order, then in logit order (the filtered
+        # tokens); then, if the value cannot be completed in time anyway, any valid token.
+        tried = set(top)
+        for lim in (left, None):
+            for order in (mx.argsort(-s).tolist(), mx.argsort(-logits).tolist()):
+                for t in order:
+                    if t not in tried and (got := attempt(t, lim)) is not None:
+                        return (t, *got)
+                tried = set()
+        raise RuntimeError(f"no token continues the constrained output {view.closing()!r}")
+
+    out: list[int] = []
+    reason = "length"
+    tic = time.perf_counter()
+    s, logits = scores(mx.array([prompt]))
+    mx.eval(s, logits)
+    prompt_time = time.perf_counter() - tic
+    tic = time.perf_counter()
+    for n in range(budget):
+        t, state, text, pending = choose(s, logits, budget - n - 1)
+        out.append(t)
+        context.append(t)
+        segment.append(t)
+        view = state
+        emit = ""
+        if not pending:
+            checker, segment, emit = state, [], text
+        if checker.complete:
+            reason = "stop"
+            yield Token(0, t, emit)
+            yield Token(0, stop_token, "", "stop")
+            break
+        if n + 1 == budget:
+            yield Token(0, t, emit + (tokenizer.decode(segment) if segment else ""), "length")
+            break
+        yield Token(0, t, emit)
+        s, logits = scores(mx.array([[t]]))
+    gen_time = time.perf_counter() - tic
+    yield [Generation(out, tokenizer.decode(out), reason, len(prompt), prompt_time, gen_time)]
 
 
 def generate(

@@ -112,6 +112,9 @@ class App:
             raise ApiError(400, "num_predict must be >= 1 (or -1 for the server limit)")
         n = self.max_num_predict if n is None or n < 0 else n
         req = Request(ids, sampling, min(n, ctx - len(ids)), stop)
+        # format "json" or a JSON schema: decoding is constrained to a JSON object (the
+        # schema itself is not enforced).
+        req.json = body.get("format") is not None
         try:
             return self.engine.submit(req)
         except Busy as e:

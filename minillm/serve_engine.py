@@ -15,7 +15,7 @@ from typing import Any
 
 import mlx.core as mx
 
-from minillm.generate import Token, stream_generate
+from minillm.generate import Token, stream_generate, stream_generate_constrained
 
 
 class Busy(Exception):
@@ -57,6 +57,7 @@ class Request:
     created: float = field(default_factory=time.perf_counter)
     tokens: int = 0
     pending: str = ""
+    json: bool = False  # constrain the reply to a JSON object (format "json" or a schema)
 
     def cancel(self) -> None:
         self.cancelled = True
@@ -82,6 +83,7 @@ class Engine:
 
     Each request's `events` queue receives `("text", str)` items, then `("done", info)` or
     `("error", message)`. `submit` raises `Busy` beyond `max_pending` requests in flight.
+    JSON-constrained requests (`Request.json`) run alone through `json_generate_fn`.
     """
 
     def __init__(
@@ -92,10 +94,11 @@ class Engine:
         max_pending: int = 32,
         batch_wait: float = 0.01,
         generate_fn: Callable[..., Any] = stream_generate,
+        json_generate_fn: Callable[..., Any] = stream_generate_constrained,
     ):
         self.model, self.tokenizer = model, tokenizer
         self.max_batch, self.max_pending, self.batch_wait = max_batch, max_pending, batch_wait
-        self.generate_fn = generate_fn
+        self.generate_fn, self.json_generate_fn = generate_fn, json_generate_fn
         self.waiting: list[Request] = []
         self.active = 0
         self.batch_sizes: list[int] = []
@@ -164,9 +167,9 @@ class Engine:
             if not self.waiting:
                 return []
             first = self.waiting[0]
-            limit = 1 if first.sampling.solo else self.max_batch
-            key = first.sampling.key()
-            batch = [r for r in self.waiting if r.sampling.key() == key][:limit]
+            limit = 1 if first.sampling.solo or first.json else self.max_batch
+            key = (first.json, first.sampling.key())
+            batch = [r for r in self.waiting if (r.json, r.sampling.key()) == key][:limit]
             self.waiting = [r for r in self.waiting if r not in batch]
             self.batch_sizes.append(len(batch))
             return batch
@@ -212,7 +215,8 @@ class Engine:
         s = batch[0].sampling
         t0 = time.perf_counter()
         first: float | None = None
-        gen = self.generate_fn(
+        fn = self.json_generate_fn if batch[0].json else self.generate_fn
+        gen = fn(
             self.model,
             self.tokenizer,
             [r.prompt for r in batch],
@@ -248,7 +252,9 @@ class Engine:
         if tok.finish_reason != "stop":
             r.tokens += 1
         reason = tok.finish_reason
-        if r.tokens >= r.max_tokens and reason is None:
+        # A JSON request runs alone with its own budget: its generator reports "length" (a
+        # value completed by the last token of the budget is followed by the "stop" token).
+        if r.tokens >= r.max_tokens and reason is None and not r.json:
             reason = "length"
         if self.emit(r, tok.text, reason is not None):
             reason = "stop"
