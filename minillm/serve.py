@@ -13,7 +13,6 @@ import json
 import socket
 import sys
 import time
-import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -24,18 +23,15 @@ from minillm.serve_engine import (
     Busy,
     Engine,
     Request,
-    ThinkSplitter,
     add_json_hint,
-    is_json,
     make_sampling,
     now_iso,
-    openai_chunk,
     openai_error,
-    openai_usage,
     parse_json,
-    parse_messages,
     parse_options,
 )
+from minillm.serve_ollama import OllamaRoutes
+from minillm.serve_openai import OpenAIRoutes
 
 UNSUPPORTED = ("/api/pull", "/api/push", "/api/create", "/api/delete", "/api/copy", "/api/blobs")
 
@@ -127,23 +123,7 @@ def _flat(params):
     return tree_flatten(params)
 
 
-def events(req: Request, think: Any):
-    """Yield `(kind, text)` pieces ("thinking"/"content"), then `("done", info)`."""
-    split = ThinkSplitter()
-    while True:
-        kind, payload = req.events.get(timeout=600)
-        if kind == "error":
-            raise ApiError(500, payload)
-        final = kind == "done"
-        for k, t in split.feed("" if final else payload, final=final):
-            if k == "content" or think is not False:
-                yield k, t
-        if final:
-            yield "done", payload
-            return
-
-
-class Handler(BaseHTTPRequestHandler):
+class Handler(OllamaRoutes, OpenAIRoutes, BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "minillm-serve"
 
@@ -258,235 +238,6 @@ class Handler(BaseHTTPRequestHandler):
         except Exception as e:
             if self.status == 0:
                 self.send(500, {"error": f"internal error: {e}"})
-
-    def tags(self) -> None:
-        size = self.app.params * 4
-        m = {
-            "name": self.app.name,
-            "model": self.app.name,
-            "modified_at": self.app.modified,
-            "size": size,
-            "digest": self.app.digest,
-            "details": self.app.details(),
-        }
-        self.send(200, {"models": [m]})
-
-    def ps(self) -> None:
-        m = {
-            "name": self.app.name,
-            "model": self.app.name,
-            "size": self.app.params * 4,
-            "digest": self.app.digest,
-            "details": self.app.details(),
-            "size_vram": 0,
-        }
-        self.send(200, {"models": [m]})
-
-    def show(self) -> None:
-        body = self.read_body()
-        self.app.check_model(body.get("model") or body.get("name"))
-        a = self.app.model.args
-        caps = ["completion", "thinking"] if self.app.thinking else ["completion"]
-        self.send(
-            200,
-            {
-                "modelfile": f"# served by minillm serve\nFROM {self.app.name}\n",
-                "parameters": "temperature 0.8\ntop_p 0.9\ntop_k 40",
-                "template": self.app.tokenizer.chat_template,
-                "license": "",
-                "details": self.app.details(),
-                "model_info": {
-                    "general.architecture": "llama",
-                    "general.parameter_count": self.app.params,
-                    "llama.context_length": a.max_position_embeddings,
-                    "llama.block_count": a.num_hidden_layers,
-                    "llama.embedding_length": a.hidden_size,
-                    "llama.attention.head_count": a.num_attention_heads,
-                    "llama.attention.head_count_kv": a.num_key_value_heads,
-                    "llama.vocab_size": a.vocab_size,
-                },
-                "capabilities": caps,
-                "modified_at": self.app.modified,
-            },
-        )
-
-    def generate(self, chat: bool) -> None:
-        app, body = self.app, self.read_body()
-        app.check_model(body.get("model"))
-        think = body.get("think")
-        if body.get("tools"):
-            raise ApiError(400, f'"{app.name}" does not support tools')
-        if think not in (None, False) and not app.thinking:
-            raise ApiError(400, f'"{app.name}" does not support thinking')
-        fmt = body.get("format")
-        if fmt not in (None, "", "json") and not isinstance(fmt, dict):
-            raise ApiError(400, f'invalid format {fmt!r}: use "json" or a JSON schema')
-        body["format"] = fmt or None
-        if chat:
-            messages = body.get("messages")
-            empty = not messages
-            messages = None if empty else parse_messages(messages)
-        else:
-            prompt = body.get("prompt") or ""
-            if not isinstance(prompt, str):
-                raise ApiError(400, "prompt must be a string")
-            empty = not prompt
-            system = body.get("system")
-            if system is not None and not isinstance(system, str):
-                raise ApiError(400, "system must be a string")
-            if body.get("raw"):
-                messages = None
-            else:
-                messages = ([{"role": "system", "content": system}] if system else []) + [
-                    {"role": "user", "content": prompt}
-                ]
-        base = {"model": app.name, "created_at": now_iso()}
-        if empty:  # Ollama: an empty prompt just loads the model
-            out = {"message": {"role": "assistant", "content": ""}} if chat else {"response": ""}
-            self.send(200, {**base, **out, "done": True, "done_reason": "load"})
-            return
-        req = app.prepare(body, messages, None if messages is not None else prompt)
-
-        def piece(kind: str, text: str) -> dict:
-            if chat:
-                return {"message": {"role": "assistant", "content": "", **{kind: text}}}
-            return {"response": "", **{kind: text}}
-
-        stream = body.get("stream", True) is not False
-        parts: dict[str, list[str]] = {"thinking": [], "content": []}
-        try:
-            if stream:
-                self.start_stream("application/x-ndjson")
-            try:
-                for kind, val in events(req, think):
-                    if kind == "done":
-                        info = val
-                        break
-                    parts[kind].append(val)
-                    if stream:
-                        key = kind if chat or kind == "thinking" else "response"
-                        self.chunk(
-                            self.line(
-                                {**base, "created_at": now_iso(), **piece(key, val), "done": False}
-                            )
-                        )
-            except ApiError as e:
-                if not stream:
-                    raise
-                self.chunk(self.line({"error": str(e)}))
-                self.chunk(b"")
-                return
-        except (BrokenPipeError, ConnectionResetError):
-            req.cancel()
-            raise
-        self.tokens = info["eval_count"]
-        content = "".join(parts["content"])
-        if body["format"] and not is_json(content) and app.log:
-            print(
-                "[serve] format=json requested but the reply is not valid JSON",
-                file=sys.stderr,
-                flush=True,
-            )
-        final = {**base, "created_at": now_iso(), "done": True, **info}
-        if stream:
-            final.update(piece("content" if chat else "response", ""))
-            self.chunk(self.line(final))
-            self.chunk(b"")
-            return
-        thinking = "".join(parts["thinking"])
-        if chat:
-            msg = {"role": "assistant", "content": content}
-            final["message"] = {**msg, "thinking": thinking} if thinking else msg
-        else:
-            final.update(response=content, **({"thinking": thinking} if thinking else {}))
-        self.send(200, final)
-
-    @staticmethod
-    def line(obj: dict) -> bytes:
-        return json.dumps(obj).encode() + b"\n"
-
-    def v1_models(self) -> None:
-        created = int(time.time())
-        m = {"id": self.app.name, "object": "model", "created": created, "owned_by": "minillm"}
-        self.send(200, {"object": "list", "data": [m]})
-
-    def v1_chat(self) -> None:
-        app, body = self.app, self.read_body()
-        app.check_model(body.get("model"))
-        messages = parse_messages(body.get("messages"))
-        opts = {"temperature": 1.0, "top_p": 1.0}
-        for k, o in (
-            ("temperature", "temperature"),
-            ("top_p", "top_p"),
-            ("seed", "seed"),
-            ("max_tokens", "num_predict"),
-            ("max_completion_tokens", "num_predict"),
-        ):
-            if body.get(k) is not None:
-                opts[o] = body[k]
-        rf = body.get("response_format")
-        rf = rf if isinstance(rf, dict) else {}
-        body = {
-            **body,
-            "options": opts,
-            "format": "json" if rf.get("type", "text") != "text" else None,
-        }
-        req = app.prepare(body, messages, None)
-        cid = f"chatcmpl-{uuid.uuid4().hex[:24]}"
-        stream = bool(body.get("stream"))
-        parts: dict[str, list[str]] = {"thinking": [], "content": []}
-        if stream:
-            self.start_stream("text/event-stream")
-        try:
-            try:
-                for kind, val in events(req, None):
-                    if kind == "done":
-                        info = val
-                        break
-                    parts[kind].append(val)
-                    if stream:
-                        key = "reasoning" if kind == "thinking" else "content"
-                        delta = {"role": "assistant", key: val}
-                        self.chunk(self.sse(openai_chunk(cid, app.name, delta, None)))
-            except ApiError as e:
-                if not stream:
-                    raise
-                self.chunk(self.sse(openai_error(e.status, str(e))))
-                self.chunk(b"")
-                return
-        except (BrokenPipeError, ConnectionResetError):
-            req.cancel()
-            raise
-        self.tokens = info["eval_count"]
-        finish = "length" if info["done_reason"] == "length" else "stop"
-        if stream:
-            self.chunk(self.sse(openai_chunk(cid, app.name, {}, finish)))
-            if (body.get("stream_options") or {}).get("include_usage"):
-                usage = openai_chunk(cid, app.name, {}, None)
-                usage.update(choices=[], usage=openai_usage(info))
-                self.chunk(self.sse(usage))
-            self.chunk(b"data: [DONE]\n\n")
-            self.chunk(b"")
-            return
-        msg = {"role": "assistant", "content": "".join(parts["content"])}
-        if parts["thinking"]:
-            msg["reasoning"] = "".join(parts["thinking"])
-        self.send(
-            200,
-            {
-                "id": cid,
-                "object": "chat.completion",
-                "created": int(time.time()),
-                "model": app.name,
-                "system_fingerprint": "fp_minillm",
-                "choices": [{"index": 0, "message": msg, "finish_reason": finish}],
-                "usage": openai_usage(info),
-            },
-        )
-
-    @staticmethod
-    def sse(obj: dict) -> bytes:
-        return b"data: " + json.dumps(obj).encode() + b"\n\n"
 
 
 class Server(ThreadingHTTPServer):

@@ -462,3 +462,19 @@ def openai_chunk(cid: str, model: str, delta: dict, finish: str | None) -> dict[
 def openai_usage(info: dict[str, Any]) -> dict[str, int]:
     p, c = info["prompt_eval_count"], info["eval_count"]
     return {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}
+
+
+def events(req: Request, think: Any):
+    """Yield `(kind, text)` pieces ("thinking"/"content"), then `("done", info)`."""
+    split = ThinkSplitter()
+    while True:
+        kind, payload = req.events.get(timeout=600)
+        if kind == "error":
+            raise ApiError(500, payload)
+        final = kind == "done"
+        for k, t in split.feed("" if final else payload, final=final):
+            if k == "content" or think is not False:
+                yield k, t
+        if final:
+            yield "done", payload
+            return
