@@ -259,7 +259,8 @@ def test_format_json_num_ctx_tools(srv):
     _, url = srv
     c = ollama.Client(host=url)
     r = c.chat(model="tiny", messages=MSG, format="json", options={"num_predict": 4})
-    assert r.done  # a hint plus validation only: an untrained model rarely writes JSON
+    assert r.done  # 4 tokens may end as a valid prefix; tests/test_json_format.py checks parsing
+    assert r.message.content.startswith("{")
     with pytest.raises(ollama.ResponseError) as e:
         c.generate(model="tiny", prompt="one two three four five six", options={"num_ctx": 4})
     assert e.value.status_code == 400 and "prompt has" in e.value.error
