@@ -56,6 +56,18 @@ def split_think(content: str, thinking: str = "") -> tuple[str, str]:
     return content[m.end() :], thinking
 
 
+def _json_body(r: httpx.Response, where: str) -> dict:
+    try:
+        out = r.json()
+    except ValueError:
+        raise TeacherError(
+            f"{where}: answered HTTP {r.status_code} with a body that is not JSON: {r.text[:200]!r}"
+        ) from None
+    if not isinstance(out, dict):
+        raise TeacherError(f"{where}: expected a JSON object, got {type(out).__name__}")
+    return out
+
+
 def _error_text(r: httpx.Response) -> str:
     try:
         err = r.json().get("error", r.text)
@@ -255,7 +267,7 @@ class OllamaTeacher(_HTTPTeacher):
         )
 
     def _read_json(self, r: httpx.Response) -> dict:
-        out = r.json()
+        out = _json_body(r, f"{self.url}/api/chat")
         if "error" in out:
             raise TeacherError(f"{self.url}/api/chat: {out['error']}")
         return out
@@ -346,7 +358,10 @@ class OpenAITeacher(_HTTPTeacher):
         if seed is not None:
             body["seed"] = seed
         t0 = time.perf_counter()
-        out, attempts = self._post("/v1/chat/completions", body, False, lambda r: r.json())
+        where = f"{self.url}/v1/chat/completions"
+        out, attempts = self._post(
+            "/v1/chat/completions", body, False, lambda r: _json_body(r, where)
+        )
         if "error" in out:
             raise TeacherError(f"{self.url}/v1/chat/completions: {out['error']}")
         choice = (out.get("choices") or [{}])[0]

@@ -266,3 +266,13 @@ def test_oracle_and_factory(monkeypatch):
         make_teacher("openai")
     with pytest.raises(ValueError, match="unknown teacher"):
         make_teacher("vllm")
+
+
+def test_non_json_body_is_a_teacher_error():
+    import httpx
+
+    from minillm.teacher import TeacherError, _json_body
+
+    r = httpx.Response(200, text="<html>proxy error</html>")
+    with pytest.raises(TeacherError, match="not JSON"):
+        _json_body(r, "http://x/api/chat")
