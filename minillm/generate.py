@@ -151,6 +151,19 @@ def check_sampling(
         )
 
 
+def token_budgets(lengths: list[int], max_new_tokens: int, limit: int) -> list[int]:
+    """New-token budget of each prompt within the context `limit`; empty or full prompts raise."""
+    for i, n in enumerate(lengths):
+        if n == 0:
+            raise ValueError(f"prompt {i} is empty; give at least one token")
+        if n >= limit:
+            raise ValueError(
+                f"prompt {i} has {n} tokens but max_seq_len={limit} leaves no room "
+                "for a reply; shorten the prompt or raise max_seq_len"
+            )
+    return [min(max_new_tokens, limit - n) for n in lengths]
+
+
 def stream_generate(
     model: Model,
     tokenizer,
@@ -175,16 +188,9 @@ def stream_generate(
         yield []
         return
     lengths = [len(p) for p in prompts]
-    if min(lengths) == 0:
-        raise ValueError(f"prompt {lengths.index(0)} is empty; give at least one token")
-    limit = max_seq_len or model.args.max_position_embeddings
-    for i, n in enumerate(lengths):
-        if n >= limit:
-            raise ValueError(
-                f"prompt {i} has {n} tokens but max_seq_len={limit} leaves no room "
-                "for a reply; shorten the prompt or raise max_seq_len"
-            )
-    budgets = [min(max_new_tokens, limit - n) for n in lengths]
+    budgets = token_budgets(
+        lengths, max_new_tokens, max_seq_len or model.args.max_position_embeddings
+    )
     B, P, steps = len(prompts), max(lengths), max(budgets)
     V = model.args.vocab_size
 
@@ -298,15 +304,8 @@ def stream_generate_constrained(
     if len(prompts) != 1:
         raise ValueError(f"constrained generation takes one prompt, got {len(prompts)}")
     prompt = [int(t) for t in prompts[0]]
-    if not prompt:
-        raise ValueError("prompt 0 is empty; give at least one token")
     limit = max_seq_len or model.args.max_position_embeddings
-    if len(prompt) >= limit:
-        raise ValueError(
-            f"prompt 0 has {len(prompt)} tokens but max_seq_len={limit} leaves no room "
-            "for a reply; shorten the prompt or raise max_seq_len"
-        )
-    budget = min(max_new_tokens, limit - len(prompt))
+    (budget,) = token_budgets([len(prompt)], max_new_tokens, limit)
     V = model.args.vocab_size
     usable = min(V, tokenizer.vocab_size)
     stop = {t for t in (tokenizer.eos_ids if stop_ids is None else stop_ids) if 0 <= t < V}

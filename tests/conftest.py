@@ -35,6 +35,10 @@ def make_tiny(seed: int = 0, dtype: str = "float32", **over):
     return model, tok
 
 
+# The same shape as CLI flags, for verbs that build a model from a preset.
+TINY_FLAGS = ["--preset", "custom"] + [x for k, v in TINY.items() for x in (f"--{k}", str(v))]
+
+
 @pytest.fixture(scope="session")
 def tiny_ckpt(tmp_path_factory):
     """Path of a tiny fp32 checkpoint folder (session-wide, do not modify)."""

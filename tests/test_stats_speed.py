@@ -7,6 +7,7 @@ import re
 
 import mlx.core as mx
 import pytest
+from conftest import TINY_FLAGS
 
 from minillm import cli
 from minillm.model import Model, ModelArgs, num_params
@@ -20,20 +21,7 @@ from minillm.stats import (
 )
 from minillm.stats import main as stats_main
 
-TINY = [
-    "--preset",
-    "custom",
-    "--hidden_size",
-    "64",
-    "--num_hidden_layers",
-    "2",
-    "--num_attention_heads",
-    "4",
-    "--num_key_value_heads",
-    "2",
-    "--intermediate_size",
-    "128",
-]
+TINY = TINY_FLAGS
 SPEED = [*TINY, "--seq_len", "64", "--steps", "2", "--warmup_steps", "1", "--dtype", "float32"]
 ROW = re.compile(
     r"^\[(\w+)\] steps=(\d+) bs=(\d+) seq=(\d+) step_ms=([\d.]+) tok/s=([\d.]+) "

@@ -15,25 +15,13 @@ from pathlib import Path
 import mlx.core as mx
 import numpy as np
 import pytest
+from conftest import TINY_FLAGS
 
 from minillm import cli
 from minillm.checkpoint import load
 from minillm.data.batching import Batches
 
-MODEL = [
-    "--preset",
-    "custom",
-    "--hidden_size",
-    "64",
-    "--num_hidden_layers",
-    "2",
-    "--num_attention_heads",
-    "4",
-    "--num_key_value_heads",
-    "2",
-    "--intermediate_size",
-    "128",
-]
+MODEL = TINY_FLAGS
 FAST = [
     "--dtype",
     "float32",
