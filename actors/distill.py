@@ -1,0 +1,518 @@
+"""The distillation run: teacher generators stream verified samples through the shard store
+into the learner while it trains; the evaluator scores its checkpoints.
+
+    driver ── lease (task block) ──► generator-i ── Arrow table ref ──► shards (commit)
+       ▲                                                                   │ manifest
+       └── learner.status() (rows consumed: backpressure) ◄── learner ◄────┘
+                                   checkpoints ──► evaluator
+
+The driver hands out leases (blocks of `lease_size` task indices), at most two per generator,
+and only while the learner's backlog (rows committed, not yet trained on) is below `max_lag`.
+A generator that dies is restarted by Ray (`max_restarts=-1`) and its lease re-issued; the
+store ignores a lease it already holds, so nothing is lost or written twice.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import sys
+import time
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from actors.metrics import Metrics
+
+TEACHERS = ("ollama", "openai", "oracle")
+
+
+class DistillError(ValueError):
+    """A run that cannot go on for a reason the user can fix; shown as one line."""
+
+
+@dataclass
+class DistillConfig:
+    """Every setting of a distillation run (the launch script maps flags and env vars here)."""
+
+    out_dir: str = "out/mlx_distill"
+    teacher: str = "ollama"
+    ollama_url: str | None = None
+    ollama_model: str | None = None
+    base_url: str | None = None
+    think: bool = False
+    temperature: float = 0.2
+    top_p: float = 0.95
+    max_new_tokens: int = 512
+    timeout_s: float = 600.0
+    retries: int = 3
+    max_failures: int = 200
+    workers: int = 8
+    inflight: int = 4
+    lease_size: int = 32
+    cold_samples: int = 512
+    total_samples: int = 20000
+    max_tasks: int = 0
+    oracle_delay_s: float = 0.0
+    max_lag: int = 4096
+    task_seed: int = 1337
+    weights: dict | None = None
+    lang: str = "both"
+    data_jsonl: str | None = None
+    init_from: str | None = None
+    model: dict = field(default_factory=lambda: {"preset": "200mb"})
+    tokenizer_path: str | None = None
+    train: dict = field(default_factory=dict)
+    eval_interval: int = 0
+    eval_samples: int = 64
+    eval_max_new_tokens: int = 128
+    eval_seed: int = 10_000
+    address: str | None = None
+    resume: bool = False
+    num_cpus: int | None = None
+    learner_cpus: float = 1.0
+    learner_gpus: float = 0.0
+    dashboard_host: str = "127.0.0.1"
+    dashboard_port: int = 8265
+    status_interval_s: float = 5.0
+
+    def __post_init__(self):
+        if self.teacher not in TEACHERS:
+            raise ValueError(
+                f"--teacher must be one of {', '.join(TEACHERS)}, not {self.teacher!r}"
+            )
+        for name, lo in (("workers", 1), ("inflight", 1), ("lease_size", 1), ("cold_samples", 0),
+                         ("total_samples", 0), ("max_lag", 1), ("max_tasks", 0)):  # fmt: skip
+            if getattr(self, name) < lo:
+                raise ValueError(f"{name} must be >= {lo}, got {getattr(self, name)}")
+        if self.teacher == "openai" and not self.base_url:
+            raise ValueError("--teacher openai needs --base_url URL (an OpenAI-compatible server)")
+        self.train = {"out_dir": self.out_dir, **self.train}
+        if not self.train.get("max_steps") and not self.total_samples:
+            raise ValueError(
+                "TOTAL_SAMPLES=0 runs forever: set MAX_STEPS so the LR schedule has an end"
+            )
+
+    @property
+    def shard_dir(self) -> Path:
+        return Path(self.out_dir) / "shards"
+
+    def total_steps(self) -> int:
+        if self.train.get("max_steps"):
+            return int(self.train["max_steps"])
+        per_step = self.train.get("batch_size", 8) * self.train.get("accum_steps", 1)
+        return math.ceil(self.total_samples / per_step)
+
+    def teacher_spec(self) -> dict:
+        if self.teacher == "oracle":
+            return {"kind": "oracle", "delay_s": self.oracle_delay_s}
+        opts = {"temperature": self.temperature, "top_p": self.top_p}
+        if self.teacher == "ollama":
+            opts["num_predict"] = self.max_new_tokens
+        else:
+            opts["max_tokens"] = self.max_new_tokens
+        return {
+            "kind": self.teacher,
+            "url": self.ollama_url,
+            "model": self.ollama_model,
+            "base_url": self.base_url,
+            "think": self.think,
+            "options": opts,
+            "timeout": self.timeout_s,
+            "retries": self.retries,
+        }
+
+    def task_config(self) -> dict:
+        """What the lease numbers mean; a resumed store must have been written with the same."""
+        return {
+            "seed": self.task_seed,
+            "weights": self.weights,
+            "lang": self.lang,
+            "lease_size": self.lease_size,
+        }
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def check_teacher(cfg: DistillConfig) -> dict:
+    """Reach the teacher once before starting anything (raises TeacherError with the fix)."""
+    from actors.generator import build_teacher
+    from minillm.teacher import TeacherError
+
+    t = build_teacher(cfg.teacher_spec())
+    try:
+        return t.check()
+    except TeacherError as e:
+        raise DistillError(f"{e} (or use --teacher oracle for an offline run)") from None
+    finally:
+        t.close()
+
+
+def runtime_env() -> dict:
+    """Ray runtime env of MiniLLM's actors: this checkout on PYTHONPATH and, on Linux with
+    OpenBLAS installed, OpenBLAS preloaded into the workers (MLX's CPU wheel ships a reference
+    BLAS; see minillm/blas.py)."""
+    import os
+
+    from minillm.blas import openblas_path
+
+    paths = [str(Path(__file__).resolve().parent.parent), os.environ.get("PYTHONPATH", "")]
+    env = {"PYTHONPATH": os.pathsep.join(p for p in paths if p)}
+    lib = openblas_path()
+    if lib and "openblas" not in os.environ.get("LD_PRELOAD", ""):
+        env["LD_PRELOAD"] = f"{lib} {os.environ.get('LD_PRELOAD', '')}".strip()
+    return {"env_vars": env}
+
+
+def init_ray(cfg: DistillConfig) -> bool:
+    """Connect to `cfg.address`, or start a local Ray whose dashboard binds `dashboard_host`.
+    Returns whether this call started Ray (and so should shut it down)."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    env = runtime_env()
+    if cfg.address:
+        ctx = ray.init(address=cfg.address, namespace="minillm", runtime_env=env)
+    else:
+        ctx = ray.init(
+            num_cpus=cfg.num_cpus,
+            namespace="minillm",
+            include_dashboard=True,
+            dashboard_host=cfg.dashboard_host,
+            dashboard_port=cfg.dashboard_port,
+            _node_ip_address="127.0.0.1" if cfg.dashboard_host == "127.0.0.1" else None,
+            runtime_env=env,
+        )
+    url = getattr(ctx, "dashboard_url", None)
+    print(
+        f"[distill] Ray dashboard: http://{url}" if url else "[distill] Ray dashboard: off",
+        flush=True,
+    )
+    return True
+
+
+class Run:
+    """One distillation run inside an initialised Ray (see `run`)."""
+
+    def __init__(self, cfg: DistillConfig):
+        import ray
+
+        from actors.evaluator import Evaluator
+        from actors.generator import TeacherGenerator
+        from actors.learner import Learner
+        from actors.shards import ShardStore
+        from minillm.train.loop import MetricsLog
+
+        self.ray, self.cfg = ray, cfg
+        out = Path(cfg.out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        self.log = MetricsLog(out)
+        self.metrics = Metrics()
+        self.store = (
+            ray.remote(ShardStore)
+            .options(name="shards", num_cpus=0, max_restarts=-1)
+            .remote(str(cfg.shard_dir), cfg.task_config(), cfg.total_samples, cfg.data_jsonl)
+        )
+        self.gens = [
+            ray.remote(TeacherGenerator)
+            .options(name=f"generator-{i}", num_cpus=0, max_restarts=-1, max_concurrency=2)
+            .remote(i, cfg.teacher_spec(), cfg.task_config(), cfg.inflight)
+            for i in range(cfg.workers)
+        ]
+        self.learner = (
+            ray.remote(Learner)
+            .options(
+                name="learner",
+                num_cpus=cfg.learner_cpus,
+                num_gpus=cfg.learner_gpus,
+                max_concurrency=4,
+            )
+            .remote(
+                str(cfg.shard_dir),
+                cfg.train,
+                cfg.model,
+                cfg.init_from,
+                cfg.resume,
+                cfg.cold_samples,
+                cfg.total_steps(),
+                cfg.tokenizer_path,
+            )
+        )
+        self.evaluator = (
+            ray.remote(Evaluator)
+            .options(name="evaluator", num_cpus=0)
+            .remote(cfg.eval_samples, cfg.eval_seed, cfg.weights, cfg.lang, cfg.eval_max_new_tokens)
+            if cfg.eval_samples
+            else None
+        )
+        self.actors = [self.store, *self.gens, self.learner] + [self.evaluator] * bool(
+            self.evaluator
+        )
+        summary = ray.get(self.store.summary.remote())
+        done = set(ray.get(self.store.leases_done.remote()))
+        self.committed, self.closed = summary["rows"], summary["closed"]
+        self.counts = {k: Counter(summary[k]) for k in ("accepted", "rejected", "errors")}
+        self.duplicates = summary["duplicates"]
+        top = max(done, default=-1)
+        self.todo = deque(i for i in range(top) if i not in done)  # gaps a crash left
+        self.next_lease = top + 1
+        self.outstanding: dict[Any, tuple[int, int, Any]] = {}  # stats ref -> (gen, lease, table)
+        self.per_gen = Counter()
+        self.cooldown: dict[int, float] = {}
+        self.commits: dict[Any, int] = {}
+        self.reissued = 0
+        self.consumed = 0
+        self.learner_done = False
+        self.store_closed = summary["closed"]
+        self.evals: list[dict] = []
+        self.eval_ref = None
+        self.evaluated: set[int] = set()
+
+    # ---- leases
+    def tasks_left(self) -> bool:
+        """Whether `max_tasks` (0: no limit) leaves a lease to hand out."""
+        return (
+            bool(self.todo)
+            or not self.cfg.max_tasks
+            or (self.next_lease * self.cfg.lease_size < self.cfg.max_tasks)
+        )
+
+    def can_issue(self) -> bool:
+        cfg = self.cfg
+        if self.closed or self.learner_done or not self.tasks_left():
+            return False
+        if cfg.max_failures and sum(self.counts["errors"].values()) >= cfg.max_failures:
+            return False
+        in_flight = len(self.outstanding) * cfg.lease_size
+        backlog = self.committed + in_flight - self.consumed
+        return backlog < max(cfg.max_lag, cfg.cold_samples + cfg.lease_size * cfg.workers)
+
+    def issue(self) -> None:
+        now = time.time()
+        for gi, gen in enumerate(self.gens):
+            if self.cooldown.get(gi, 0) > now:  # restarting after a crash
+                continue
+            while self.per_gen[gi] < 2 and self.can_issue():
+                lease = self.todo.popleft() if self.todo else self.next_lease
+                if lease == self.next_lease:
+                    self.next_lease += 1
+                start = lease * self.cfg.lease_size
+                stats_ref_table = gen.generate.options(num_returns=2).remote(
+                    lease, start, self.count(lease)
+                )
+                table_ref, stats_ref = stats_ref_table
+                self.outstanding[stats_ref] = (gi, lease, table_ref)
+                self.per_gen[gi] += 1
+
+    def count(self, lease: int) -> int:
+        """Tasks in `lease`: `lease_size`, less at the end of `max_tasks`."""
+        size, cap = self.cfg.lease_size, self.cfg.max_tasks
+        return min(size, cap - lease * size) if cap else size
+
+    def on_generated(self, ref) -> None:
+        gi, lease, table_ref = self.outstanding.pop(ref)
+        self.per_gen[gi] -= 1
+        try:
+            stats = self.ray.get(ref)
+        except self.ray.exceptions.RayActorError as e:
+            self.reissued += 1
+            self.metrics.inc("minillm_leases_reissued")
+            print(
+                f"[distill] generator-{gi} died ({type(e).__name__}); lease {lease} re-issued",
+                flush=True,
+            )
+            self.todo.appendleft(lease)
+            self.cooldown[gi] = time.time() + 1.0
+            return
+        start = lease * self.cfg.lease_size
+        c = self.store.commit.remote(lease, start, self.count(lease), table_ref, stats)
+        self.commits[c] = lease
+
+    def on_committed(self, ref) -> None:
+        lease = self.commits.pop(ref)
+        try:
+            entry = self.ray.get(ref)
+        except self.ray.exceptions.RayActorError:  # the store restarted: the lease is not in
+            self.todo.appendleft(lease)  # its manifest, so generate it again
+            return
+        if entry is None or entry.get("repeat"):
+            return
+        self.committed += entry["rows"]
+        self.duplicates += entry["duplicates"]
+        for k in ("accepted", "rejected", "errors"):
+            self.counts[k].update(entry[k])
+        self.metrics.inc("minillm_samples_committed", entry["rows"])
+        self.metrics.inc("minillm_samples_duplicate", entry["duplicates"])
+        if self.cfg.total_samples and self.committed >= self.cfg.total_samples:
+            self.closed = True
+
+    # ---- evaluation
+    def maybe_eval(self, final: bool = False) -> None:
+        """Collect a finished evaluation; start one on the newest checkpoint when it is due
+        (every `eval_interval` steps, default `save_interval`). `final` waits for both."""
+        from minillm.train.state import list_checkpoints
+
+        if self.evaluator is None:
+            return
+        if self.eval_ref is not None:
+            ready, _ = self.ray.wait([self.eval_ref], timeout=None if final else 0)
+            if not ready:
+                return
+            ref, self.eval_ref = self.eval_ref, None
+            try:
+                self.record_eval(self.ray.get(ref))
+            except self.ray.exceptions.RayTaskError as e:  # e.g. pruned before it was read
+                print(f"[distill] evaluation failed: {e.cause!r}", flush=True)
+        ckpts = list_checkpoints(self.cfg.out_dir)
+        if not ckpts:
+            return
+        step, path = ckpts[-1]
+        every = self.cfg.eval_interval or self.cfg.train.get("save_interval") or 0
+        if step not in self.evaluated and (final or (every and step % every == 0)):
+            self.evaluated.add(step)
+            self.eval_ref = self.evaluator.evaluate.remote(str(path))
+            if final:
+                self.maybe_eval(final=True)
+
+    def record_eval(self, res: dict) -> None:
+        self.evals.append(res)
+        per = " ".join(f"{c}={a:.2f}" for c, a in res["per_category"].items())
+        print(
+            f"[eval] step={res['step']} accuracy={res['accuracy']:.3f} n={res['n']} {per}",
+            flush=True,
+        )
+        self.log.write({"event": "eval", **res, "time": time.time()})
+
+    # ---- main loop
+    def status_line(self, t0: float, st: dict) -> str:
+        a, r, e = (sum(self.counts[k].values()) for k in ("accepted", "rejected", "errors"))
+        rate = self.committed / max(time.time() - t0, 1e-9)
+        return (
+            f"[distill] t={time.time() - t0:.0f}s committed={self.committed} ({rate:.1f}/s) "
+            f"accepted={a} rejected={r} dup={self.duplicates} errors={e} reissued={self.reissued} "
+            f"step={st.get('step', 0)} consumed={self.consumed} lag={self.committed - self.consumed} "
+            f"wait={100 * st.get('wait_fraction', 0.0):.1f}%"
+        )
+
+    def loop(self) -> dict:
+        ray, cfg = self.ray, self.cfg
+        t0 = time.time()
+        train_ref = self.learner.run.remote()
+        status_ref, st, last_print, last_status = None, {}, 0.0, 0.0
+        result = None
+        while True:
+            self.issue()
+            if status_ref is None and time.time() - last_status >= 0.5:
+                status_ref, last_status = self.learner.status.remote(), time.time()
+            waits = [*self.outstanding, *self.commits] + [status_ref] * (status_ref is not None)
+            if result is None:
+                waits.append(train_ref)
+            if waits:
+                ready, _ = ray.wait(waits, num_returns=1, timeout=0.2)
+            else:
+                ready = []
+                time.sleep(0.05)
+            for ref in ready:
+                if ref in self.outstanding:
+                    self.on_generated(ref)
+                elif ref in self.commits:
+                    self.on_committed(ref)
+                elif ref == status_ref:
+                    st, status_ref = ray.get(ref), None
+                    self.consumed = st["consumed"]
+                    self.metrics.set("minillm_buffer_depth", self.committed - self.consumed)
+                elif ref == train_ref:
+                    try:
+                        result = ray.get(ref)
+                    except ray.exceptions.RayTaskError as e:  # a user error in the learner
+                        if isinstance(e.cause, (ValueError, FileNotFoundError)):
+                            raise DistillError(f"learner: {e.cause}") from None
+                        raise
+                    self.learner_done = True
+            if cfg.max_failures and sum(self.counts["errors"].values()) >= cfg.max_failures:
+                self.learner.stop.remote()
+            finished = self.closed or not self.tasks_left()
+            if finished and not self.outstanding and not self.commits and not self.store_closed:
+                ray.get(self.store.close.remote())
+                self.store_closed = True
+            self.maybe_eval()
+            if time.time() - last_print >= cfg.status_interval_s:
+                last_print = time.time()
+                print(self.status_line(t0, st), flush=True)
+            if result is not None and not self.outstanding and not self.commits:
+                break
+        self.maybe_eval(final=True)
+        errors = sum(self.counts["errors"].values())
+        if cfg.max_failures and errors >= cfg.max_failures:
+            raise DistillError(
+                f"the teacher failed {errors} times ({dict(self.counts['errors'])}); the run "
+                "stopped at its last checkpoint. Check the teacher, then --resume (or raise "
+                "--max_failures; 0 = unlimited)"
+            )
+        final = ray.get(self.store.summary.remote())
+        print(self.status_line(t0, ray.get(self.learner.status.remote())), flush=True)
+        return {
+            "learner": {k: v for k, v in result.items() if k != "losses"},
+            "losses": result["losses"],
+            "store": final,
+            "reissued": self.reissued,
+            "evals": self.evals,
+            "seconds": time.time() - t0,
+        }
+
+    def shutdown(self) -> None:
+        for a in self.actors:
+            try:
+                self.ray.kill(a)
+            except Exception as e:  # noqa: BLE001 - already gone is fine, anything else is shown
+                print(f"[distill] could not stop an actor: {e!r}", file=sys.stderr)
+
+
+def run(cfg: DistillConfig) -> dict:
+    """Run a distillation to its end; starts (and stops) a local Ray unless one is running."""
+    out = Path(cfg.out_dir)
+    if not cfg.resume and (
+        (cfg.shard_dir / "manifest.json").is_file() or (out / "checkpoints").is_dir()
+    ):
+        raise ValueError(
+            f"{out} already holds a distillation run: pass --resume to continue it, or choose another out_dir"
+        )
+    if cfg.init_from:
+        from minillm.checkpoint import resolve_checkpoint
+
+        ck = resolve_checkpoint(cfg.init_from)
+        if not (ck / "config.json").is_file():
+            raise FileNotFoundError(
+                f"--init_from {cfg.init_from}: no checkpoint there (config.json missing)"
+            )
+        cfg.init_from = str(ck)
+    if cfg.teacher != "oracle":
+        info = check_teacher(cfg)
+        print(
+            f"[distill] teacher {cfg.teacher} ok: {json.dumps(info, default=str)[:200]}", flush=True
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "distill.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n", encoding="utf-8")
+    started = init_ray(cfg)
+    r = None
+    try:
+        r = Run(cfg)
+        res = r.loop()
+    finally:
+        if r is not None:
+            r.shutdown()
+        if started:
+            import ray
+
+            ray.shutdown()
+    try:
+        from minillm.train.plots import plot_run
+
+        res["plots"] = [str(p) for p in plot_run(out)]
+    except (FileNotFoundError, ValueError) as e:
+        print(f"[distill] no plots: {e}", file=sys.stderr)
+    return res

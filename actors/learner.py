@@ -1,0 +1,162 @@
+"""`Learner`: the MLX SFT learner of a distillation run, fed by the shard store as it fills.
+
+`run()` is the one long call: it builds (or resumes) the model and runs `minillm.train.train`
+on a `ShardStream`, so checkpoints carry the shard cursor and `--resume` continues exactly.
+`status()` and `stop()` answer while `run()` is busy (the actor runs with max_concurrency > 1).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from actors.metrics import Metrics
+from actors.stream import ShardStream
+
+
+def build_model(model: dict, tokenizer, seed: int):
+    """A fresh model from {"preset": name, **dimension overrides} ("custom": dimensions only)."""
+    from minillm.checkpoint import check_vocab
+    from minillm.model import Model, ModelArgs, init_weights
+
+    spec = dict(model)
+    preset = spec.pop("preset", "tiny")
+    spec.setdefault("vocab_size", tokenizer.vocab_size)
+    args = ModelArgs(**spec) if preset == "custom" else ModelArgs.from_preset(preset, **spec)
+    m = Model(args)
+    check_vocab(m, tokenizer, Path("--vocab_size"))
+    init_weights(m, seed)
+    return m
+
+
+class Learner:
+    """SFT learner over `shard_dir`. `train` holds `TrainConfig` fields; `model` the preset
+    spec for a fresh model; `init_from` a checkpoint to start from; `resume` continues the
+    newest checkpoint in `train["out_dir"]`."""
+
+    def __init__(
+        self,
+        shard_dir: str,
+        train: dict,
+        model: dict | None = None,
+        init_from: str | None = None,
+        resume: bool = False,
+        cold_samples: int = 0,
+        total_steps: int | None = None,
+        tokenizer_path: str | None = None,
+        poll_s: float = 0.1,
+    ):
+        self.shard_dir, self.train_cfg = shard_dir, dict(train)
+        self.model_spec, self.init_from, self.resume = (
+            model or {"preset": "tiny"},
+            init_from,
+            resume,
+        )
+        self.cold_samples, self.total_steps = cold_samples, total_steps
+        self.tokenizer_path, self.poll_s = tokenizer_path, poll_s
+        self.stop_event = threading.Event()
+        self.metrics = Metrics()
+        self.stream: ShardStream | None = None
+        self.step, self.loss, self.tok_s = 0, None, 0.0
+        self.t_start: float | None = None
+        self.done = False
+
+    def _setup(self):
+        from minillm.checkpoint import check_vocab, load_model
+        from minillm.tokenizer import load_tokenizer
+        from minillm.train.config import TrainConfig
+        from minillm.train.state import find_checkpoint
+
+        cfg = TrainConfig(**self.train_cfg)
+        start = find_checkpoint(cfg.out_dir) if self.resume else None
+        if self.resume and start is None:
+            print(f"[learner] no checkpoint in {cfg.out_dir} yet: starting fresh", flush=True)
+        base = str(start) if start else self.init_from
+        tok_path = self.tokenizer_path
+        if tok_path is None and base and (Path(base) / "tokenizer.json").is_file():
+            tok_path = base
+        tok = load_tokenizer(tok_path)
+        if base:
+            model = load_model(base)
+            check_vocab(model, tok, Path(base) / "config.json")
+        else:
+            model = build_model(self.model_spec, tok, cfg.seed)
+        return cfg, model, tok, start
+
+    def run(self) -> dict:
+        """Train until `max_steps`, the end of a closed store, or `stop()`; returns a summary."""
+        from minillm.train import train
+        from minillm.train.losses import lm_loss_from_config
+
+        cfg, model, tok, start = self._setup()
+        self.stream = ShardStream(
+            self.shard_dir,
+            tok,
+            cfg.seq_len,
+            cfg.batch_size,
+            cold_samples=self.cold_samples,
+            poll_s=self.poll_s,
+            stop=self.stop_event,
+        )
+        self.t_start = time.perf_counter()
+        result = train(
+            model,
+            lm_loss_from_config(cfg),
+            self.stream,
+            cfg,
+            tokenizer=tok,
+            total_steps=self.total_steps,
+            start_state=start,
+            on_log=self._on_log,
+            base_model=self.init_from,
+        )
+        self.done = True
+        return {
+            **self.status(),
+            "losses": result.losses,
+            "checkpoints": result.checkpoints,
+            "tokens_seen": result.tokens_seen,
+        }
+
+    def _on_log(self, rec: dict) -> None:
+        self.step, self.loss, self.tok_s = rec["step"], rec["loss"], rec["tok_s"]
+        s = self.status()
+        self.metrics.set("minillm_learner_step", s["step"])
+        self.metrics.set("minillm_learner_loss", s["loss"])
+        self.metrics.set("minillm_learner_tokens_per_second", s["tok_s"])
+        self.metrics.set("minillm_learner_wait_fraction", s["wait_fraction"])
+        self.metrics.set("minillm_data_lag_samples", s["lag"])
+        print(
+            f"[learner] step={s['step']} consumed={s['consumed']} lag={s['lag']} "
+            f"wait={100 * s['wait_fraction']:.1f}%",
+            flush=True,
+        )
+
+    def status(self) -> dict[str, Any]:
+        """Step, rows consumed, rows committed but not yet read (lag), time spent waiting."""
+        st = self.stream
+        wall = time.perf_counter() - self.t_start if self.t_start else 0.0
+        cold_end = st.cold_done_at if st else None
+        after = time.perf_counter() - cold_end if cold_end else 0.0
+        consumed = st.consumed if st else 0
+        committed = st.committed_rows() if st else 0
+        return {
+            "step": self.step,
+            "loss": self.loss if self.loss is not None else float("nan"),
+            "tok_s": self.tok_s,
+            "consumed": consumed,
+            "committed": committed,
+            "lag": max(committed - consumed, 0),
+            "wait_s": st.wait_s if st else 0.0,
+            "wait_after_cold_s": st.wait_after_cold_s if st else 0.0,
+            "wall_s": wall,
+            "wait_fraction": (st.wait_after_cold_s / after) if st and after > 0 else 0.0,
+            "started": st is not None and st.started,
+            "done": self.done,
+        }
+
+    def stop(self) -> None:
+        """Finish after the current step: the last checkpoint is saved, then `run()` returns."""
+        self.stop_event.set()
