@@ -1,7 +1,10 @@
-"""`minillm pipeline`: download -> pretrain -> SFT -> infer, resuming stages that have checkpoints.
+"""`minillm pipeline`: download -> pretrain -> SFT -> [distill] -> infer, resuming stages that
+have checkpoints.
 
-    minillm pipeline --smoke-test      # shipped data, tiny model, no network, a few minutes on CPU
+    minillm pipeline --smoke-test      # shipped data, tiny model, no network, a few minutes on CPU;
+                                       # its distill stage runs the Ray actor system (oracle teacher)
     minillm pipeline                   # MiniMind data, 200mb preset, bf16
+    minillm pipeline --distill         # + distillation from the Ollama teacher at OLLAMA_URL
     minillm pipeline -- --compile      # everything after `--` goes to both training stages
 
 Settings come from environment variables named as in the predecessor's run_mlx.sh (OUT_DIR,
@@ -57,6 +60,16 @@ def settings(smoke: bool) -> dict[str, str]:
             PRETRAIN_DATA="smoke",
             SFT_DATA="smoke",
             SFT_BUCKET_SIZES="48,64,96",
+            DISTILL_TEACHER="oracle",
+            GEN_WORKERS="2",
+            DISTILL_MAX_STEPS="20",
+            DISTILL_TOTAL_SAMPLES="400",
+            DISTILL_COLD_SAMPLES="64",
+            DISTILL_SEQ_LEN="192",
+            DISTILL_BATCH_SIZE="8",
+            DISTILL_LR="1e-3",
+            DISTILL_EVAL_SAMPLES="16",
+            DISTILL_EVAL_MAX_NEW_TOKENS="48",
         )
     else:
         d = dict(
@@ -79,6 +92,16 @@ def settings(smoke: bool) -> dict[str, str]:
             PRETRAIN_DATA="minimind:auto",
             SFT_DATA="minimind:auto",
             SFT_BUCKET_SIZES="128,256",
+            DISTILL_TEACHER="ollama",
+            GEN_WORKERS="8",
+            DISTILL_MAX_STEPS="2000",
+            DISTILL_TOTAL_SAMPLES="20000",
+            DISTILL_COLD_SAMPLES="512",
+            DISTILL_SEQ_LEN="512",
+            DISTILL_BATCH_SIZE="2",
+            DISTILL_LR="1e-4",
+            DISTILL_EVAL_SAMPLES="64",
+            DISTILL_EVAL_MAX_NEW_TOKENS="128",
         )
     d.update(
         DATA_DIR="dataset/minimind",
@@ -177,6 +200,39 @@ def run_stage(
     return latest(run_dir)
 
 
+def run_distill(s: dict[str, str], out: Path, init_from: str) -> Path:
+    """The distillation stage: `python -m actors.distill_cli` (Ray, in its own process)."""
+    import subprocess
+
+    from minillm.train.state import load_state
+
+    run_dir = out / "distill"
+    ckpt = latest(run_dir)
+    steps = int(s["DISTILL_MAX_STEPS"])
+    if ckpt is not None and load_state(ckpt).step >= steps:
+        print(f"[pipeline] distill: done already ({ckpt}), skipping", flush=True)
+        return ckpt
+    args = [
+        "--teacher", s["DISTILL_TEACHER"], "--workers", s["GEN_WORKERS"],
+        "--out_dir", str(run_dir), "--init_from", init_from, "--dtype", s["DTYPE"],
+        "--max_steps", str(steps), "--warmup_steps", str(max(1, steps // 20)),
+        "--total_samples", s["DISTILL_TOTAL_SAMPLES"], "--cold_samples", s["DISTILL_COLD_SAMPLES"],
+        "--seq_len", s["DISTILL_SEQ_LEN"], "--batch_size", s["DISTILL_BATCH_SIZE"],
+        "--learning_rate", s["DISTILL_LR"], "--log_interval", s["LOG_INTERVAL"],
+        "--save_interval", str(steps), "--keep_last_checkpoints", s["KEEP_LAST_CHECKPOINTS"],
+        "--eval_samples", s["DISTILL_EVAL_SAMPLES"],
+        "--eval_max_new_tokens", s["DISTILL_EVAL_MAX_NEW_TOKENS"],
+    ]  # fmt: skip
+    if (run_dir / "shards" / "manifest.json").is_file():
+        args.append("--resume")
+    cmd = [sys.executable, "-m", "actors.distill_cli", *args]
+    print(f"[pipeline] distill: python launch/distill.py {' '.join(args)}", flush=True)
+    r = subprocess.run(cmd)
+    if r.returncode != 0:
+        raise ValueError(f"the distill stage failed (exit {r.returncode}); see its output above")
+    return latest(run_dir)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     extra: list[str] = []
@@ -198,7 +254,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--download-only", dest="download_only", action="store_true")
     p.add_argument("--infer-only", "--infer-demo", dest="infer_only", action="store_true")
     p.add_argument("--infer-checkpoint", dest="infer_checkpoint", default=None)
-    for stage in ("pretrain", "sft", "infer"):
+    p.add_argument(
+        "--distill",
+        action="store_true",
+        help="run the distillation stage (always on with --smoke-test, where it uses the oracle)",
+    )
+    for stage in ("pretrain", "sft", "distill", "infer"):
         p.add_argument(f"--skip-{stage}", dest=f"skip_{stage}", action="store_true")
     ns = p.parse_args(argv)
     s = settings(ns.smoke)
@@ -221,12 +282,18 @@ def main(argv: list[str] | None = None) -> int:
             if ns.download_only:
                 return 0
         ckpt = Path(ns.infer_checkpoint) if ns.infer_checkpoint else None
+        student = None
         if not ns.infer_only:
             if not ns.skip_pretrain:
                 ckpt = run_stage("pretrain", s, out, s["MLX_INIT_FROM"] or None, extra)
             if not ns.skip_sft:
                 init = s["MLX_INIT_FROM"] or (str(ckpt) if ckpt else None)
                 ckpt = run_stage("sft", s, out, init, extra)
+            if (ns.smoke or ns.distill) and not ns.skip_distill:
+                init = s["MLX_INIT_FROM"] or (str(ckpt) if ckpt else None)
+                if init is None:
+                    raise FileNotFoundError("the distill stage needs a checkpoint to start from")
+                student = run_distill(s, out, init)
         ckpt = ckpt or latest(out / "sft") or latest(out / "pretrain")
         if ckpt is None:
             raise FileNotFoundError(
@@ -238,12 +305,31 @@ def main(argv: list[str] | None = None) -> int:
             if ns.smoke:
                 ok = "MiniLLM" in reply
                 print(f"[pipeline] identity answer mentions MiniLLM: {'yes' if ok else 'no'}")
-        print(f"[pipeline] done in {time.time() - t0:.0f}s; last checkpoint {ckpt}")
+        if student is not None:
+            # the chat demo above uses the SFT model: a few distillation steps on synthetic
+            # tasks teach the reply format of those tasks, not conversation
+            print(f"[pipeline] distilled student: {student} ({eval_line(student.parent.parent)})")
+        print(f"[pipeline] done in {time.time() - t0:.0f}s; last checkpoint {student or ckpt}")
     finally:
         if cleanup and out.exists():
             shutil.rmtree(out)
             print(f"[pipeline] removed {out} (CLEANUP_SMOKE=0 keeps it)")
     return 0
+
+
+def eval_line(run_dir: Path) -> str:
+    """The last evaluation a distillation run logged, as text."""
+    import json
+
+    evals = [
+        r
+        for r in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines())
+        if r.get("event") == "eval"
+    ]
+    if not evals:
+        return "no evaluation logged"
+    e = evals[-1]
+    return f"held-out synthetic accuracy {e['accuracy']:.3f} on {e['n']} tasks at step {e['step']}"
 
 
 def infer(ckpt: Path, s: dict[str, str]) -> str:

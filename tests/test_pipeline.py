@@ -33,7 +33,16 @@ def losses(run_dir: Path) -> list[float]:
 
 
 def test_short_smoke_stages_resume_and_cleanup(tmp_path):
-    short = dict(PRETRAIN_MAX_STEPS="4", SFT_MAX_STEPS="4", LOG_INTERVAL="1", SAVE_INTERVAL="2")
+    short = dict(
+        PRETRAIN_MAX_STEPS="4",
+        SFT_MAX_STEPS="4",
+        LOG_INTERVAL="1",
+        SAVE_INTERVAL="2",
+        DISTILL_MAX_STEPS="3",
+        DISTILL_TOTAL_SAMPLES="64",
+        DISTILL_COLD_SAMPLES="16",
+        DISTILL_EVAL_SAMPLES="4",
+    )
     r = run_pipeline(tmp_path, "--smoke-test", **short)
     out = tmp_path / "out" / "smoke"
     assert "[pipeline] pretrain: minillm train" in r.stdout and "--init_from" in r.stdout
@@ -42,8 +51,13 @@ def test_short_smoke_stages_resume_and_cleanup(tmp_path):
     assert len(losses(out / "pretrain")) == 4 and len(losses(out / "sft")) == 4
     assert (out / "sft" / "plots" / "loss.png").is_file()
     assert "[pipeline] infer step_00000004:" in r.stdout
+    # the distill stage ran the actor system from the SFT checkpoint
+    assert "Ray dashboard: http://127.0.0.1:" in r.stdout
+    assert (out / "distill" / "checkpoints" / "step_00000003" / "model.safetensors").is_file()
+    assert (out / "distill" / "shards" / "manifest.json").is_file()
+    assert "distilled student:" in r.stdout and "accuracy" in r.stdout
     again = run_pipeline(tmp_path, "--smoke-test", **short)  # finished stages are skipped
-    assert again.stdout.count("done already") == 2
+    assert again.stdout.count("done already") == 3
     gone = run_pipeline(tmp_path, "--smoke-test", "--skip-infer", **{**short, "CLEANUP_SMOKE": "1"})
     assert "removed out/smoke" in gone.stdout and not out.exists()
 
@@ -58,3 +72,4 @@ def test_full_smoke_loss_falls_and_model_knows_its_name(tmp_path):
     assert pre[0] - pre[-1] > 3.0, pre
     assert sft[-1] < sft[0], sft
     assert "identity answer mentions MiniLLM: yes" in r.stdout, r.stdout[-1500:]
+    assert "distilled student:" in r.stdout and "held-out synthetic accuracy" in r.stdout
