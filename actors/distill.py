@@ -77,6 +77,7 @@ class DistillConfig:
     dashboard_host: str = "127.0.0.1"
     dashboard_port: int = 8265
     status_interval_s: float = 5.0
+    learner: bool = True
 
     def __post_init__(self):
         if self.teacher not in TEACHERS:
@@ -90,7 +91,7 @@ class DistillConfig:
         if self.teacher == "openai" and not self.base_url:
             raise ValueError("--teacher openai needs --base_url URL (an OpenAI-compatible server)")
         self.train = {"out_dir": self.out_dir, **self.train}
-        if not self.train.get("max_steps") and not self.total_samples:
+        if self.learner and not self.train.get("max_steps") and not self.total_samples:
             raise ValueError(
                 "TOTAL_SAMPLES=0 runs forever: set MAX_STEPS so the LR schedule has an end"
             )
@@ -224,34 +225,39 @@ class Run:
             for i in range(cfg.workers)
         ]
         self.learner = (
-            ray.remote(Learner)
-            .options(
-                name="learner",
-                num_cpus=cfg.learner_cpus,
-                num_gpus=cfg.learner_gpus,
-                max_concurrency=4,
-            )
-            .remote(
-                str(cfg.shard_dir),
-                cfg.train,
-                cfg.model,
-                cfg.init_from,
-                cfg.resume,
-                cfg.cold_samples,
-                cfg.total_steps(),
-                cfg.tokenizer_path,
+            None
+            if not cfg.learner
+            else (
+                ray.remote(Learner)
+                .options(
+                    name="learner",
+                    num_cpus=cfg.learner_cpus,
+                    num_gpus=cfg.learner_gpus,
+                    max_concurrency=4,
+                )
+                .remote(
+                    str(cfg.shard_dir),
+                    cfg.train,
+                    cfg.model,
+                    cfg.init_from,
+                    cfg.resume,
+                    cfg.cold_samples,
+                    cfg.total_steps(),
+                    cfg.tokenizer_path,
+                )
             )
         )
         self.evaluator = (
             ray.remote(Evaluator)
             .options(name="evaluator", num_cpus=0)
             .remote(cfg.eval_samples, cfg.eval_seed, cfg.weights, cfg.lang, cfg.eval_max_new_tokens)
-            if cfg.eval_samples
+            if cfg.eval_samples and cfg.learner
             else None
         )
-        self.actors = [self.store, *self.gens, self.learner] + [self.evaluator] * bool(
-            self.evaluator
-        )
+        self.actors = [a for a in (self.store, *self.gens, self.learner, self.evaluator) if a]
+        t = time.time()
+        ray.get([g.ping.remote() for g in self.gens])
+        print(f"[distill] {cfg.workers} generators ready in {time.time() - t:.1f}s", flush=True)
         summary = ray.get(self.store.summary.remote())
         done = set(ray.get(self.store.leases_done.remote()))
         self.committed, self.closed = summary["rows"], summary["closed"]
@@ -401,15 +407,17 @@ class Run:
     def loop(self) -> dict:
         ray, cfg = self.ray, self.cfg
         t0 = time.time()
-        train_ref = self.learner.run.remote()
+        train_ref = self.learner.run.remote() if self.learner else None
         status_ref, st, last_print, last_status = None, {}, 0.0, 0.0
         result = None
         while True:
+            if self.learner is None:  # generate only: nothing to wait for downstream
+                self.consumed = self.committed
             self.issue()
-            if status_ref is None and time.time() - last_status >= 0.5:
+            if self.learner and status_ref is None and time.time() - last_status >= 0.5:
                 status_ref, last_status = self.learner.status.remote(), time.time()
             waits = [*self.outstanding, *self.commits] + [status_ref] * (status_ref is not None)
-            if result is None:
+            if result is None and train_ref is not None:
                 waits.append(train_ref)
             if waits:
                 ready, _ = ray.wait(waits, num_returns=1, timeout=0.2)
@@ -433,7 +441,8 @@ class Run:
                             raise DistillError(f"learner: {e.cause}") from None
                         raise
                     self.learner_done = True
-            if cfg.max_failures and sum(self.counts["errors"].values()) >= cfg.max_failures:
+            failed = cfg.max_failures and sum(self.counts["errors"].values()) >= cfg.max_failures
+            if failed and self.learner:
                 self.learner.stop.remote()
             finished = self.closed or not self.tasks_left()
             if finished and not self.outstanding and not self.commits and not self.store_closed:
@@ -443,7 +452,10 @@ class Run:
             if time.time() - last_print >= cfg.status_interval_s:
                 last_print = time.time()
                 print(self.status_line(t0, st), flush=True)
-            if result is not None and not self.outstanding and not self.commits:
+            idle = not self.outstanding and not self.commits
+            if idle and (
+                result is not None or (self.learner is None and (self.store_closed or failed))
+            ):
                 break
         self.maybe_eval(final=True)
         errors = sum(self.counts["errors"].values())
@@ -454,7 +466,10 @@ class Run:
                 "--max_failures; 0 = unlimited)"
             )
         final = ray.get(self.store.summary.remote())
-        print(self.status_line(t0, ray.get(self.learner.status.remote())), flush=True)
+        if self.learner:
+            st = ray.get(self.learner.status.remote())
+        print(self.status_line(t0, st), flush=True)
+        result = result or {"losses": []}
         return {
             "learner": {k: v for k, v in result.items() if k != "losses"},
             "losses": result["losses"],
@@ -509,6 +524,8 @@ def run(cfg: DistillConfig) -> dict:
             import ray
 
             ray.shutdown()
+    if not cfg.learner:
+        return res
     try:
         from minillm.train.plots import plot_run
 

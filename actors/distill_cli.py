@@ -155,6 +155,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="existing Ray cluster, e.g. 10.0.0.1:6379",
     )
     g.add_argument("--resume", action="store_true", help="continue the run in --out_dir")
+    g.add_argument(
+        "--no-learner",
+        "--generate_only",
+        dest="learner",
+        action="store_false",
+        help="only generate (shards, and DATA_JSONL if set); no training",
+    )
     g.add_argument("--num_cpus", type=int, default=None, help="CPUs of a local Ray (default: all)")
     g.add_argument(
         "--learner_gpus", type=float, default=0.0, help="GPUs the learner actor reserves"
@@ -228,6 +235,7 @@ def config_from(ns: argparse.Namespace) -> DistillConfig:
         learner_gpus=ns.learner_gpus,
         dashboard_host=ns.dashboard_host,
         dashboard_port=ns.dashboard_port,
+        learner=ns.learner,
     )
     total = cfg.total_steps()
     cfg.train["warmup_steps"] = (
@@ -245,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
         "[distill] done "
         + json.dumps(
             {
-                "step": res["learner"]["step"],
+                "step": res["learner"].get("step"),
                 "rows": store["rows"],
                 "accepted": store["accepted"],
                 "rejected": store["rejected"],

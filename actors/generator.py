@@ -11,6 +11,7 @@ and for Ollama with its per-task seed as far as Ollama is deterministic).
 from __future__ import annotations
 
 import hashlib
+import random
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -95,8 +96,8 @@ class TeacherGenerator:
         task = self.source.draw(i)
         try:
             if self.oracle:
-                if self.delay_s:  # a stand-in for a real teacher's latency (tests, benchmarks)
-                    time.sleep(self.delay_s)
+                if self.delay_s:  # a stand-in for a real teacher's latency: delay_s ± 50%
+                    time.sleep(self.delay_s * random.Random(i).uniform(0.5, 1.5))
                 return task, self.teacher.chat(task)
             messages = [
                 {"role": "system", "content": task.system},
