@@ -85,6 +85,8 @@ def format_line(rec: dict) -> str:
         f"grad_norm={rec['grad_norm']:.3f} tok/s={rec['tok_s']:.0f} "
         f"ms/step={rec['ms_step']:.1f} peak_mem={rec['peak_mem_mib']:.0f}MiB"
     )
+    extra = [k for k in rec.get("aux_keys", ())]
+    line += "".join(f" {k}={rec[k]:.4g}" for k in extra)
     if "ms" in rec:
         line += " " + " ".join(f"{k}={v:.1f}ms" for k, v in rec["ms"].items())
     return line
@@ -103,7 +105,8 @@ def build_step(model: nn.Module, loss_fn: Callable, optimizer: Any, cfg: TrainCo
     """The step's pieces, compiled when `cfg.compile`: returns `(micro, clip, apply, state)`.
 
     `micro(batch, acc) -> (sum_loss, n, acc)` adds a micro-batch's summed-loss gradients to
-    `acc` (None at the first); `clip(acc, n_total) -> (grads, grad_norm)` divides by the step's
+    `acc` (None at the first); `micro.aux` holds the loss function's extra sums of that call
+    (a dict, empty when the loss returns only `(sum_loss, n)`); `clip(acc, n_total) -> (grads, grad_norm)` divides by the step's
     real-token count and clips; `apply(grads) -> lr` updates the model. `state` is what they
     read and write (model, optimizer, RNG): `mx.eval(state)` after a step.
     """
@@ -111,13 +114,14 @@ def build_step(model: nn.Module, loss_fn: Callable, optimizer: Any, cfg: TrainCo
     loss_and_grad = nn.value_and_grad(model, loss_fn)
     accum = cfg.accum_steps
 
-    def micro(batch, acc):
-        (loss, n), grads = loss_and_grad(model, batch)
+    def micro_aux(batch, acc):
+        out, grads = loss_and_grad(model, batch)
+        loss, n, aux = (*out, {}) if len(out) == 2 else out
         if acc is not None:
             grads = tree_map(lambda a, g: a + g.astype(mx.float32), acc, grads)
         elif accum > 1:
             grads = tree_map(lambda g: g.astype(mx.float32), grads)
-        return loss, n, grads
+        return loss, n, grads, aux
 
     def clip(grads, n):
         return scale_and_clip(grads, n, cfg.grad_clip)
@@ -127,9 +131,15 @@ def build_step(model: nn.Module, loss_fn: Callable, optimizer: Any, cfg: TrainCo
         return optimizer.state["learning_rate"]
 
     if cfg.compile:
-        micro, clip, apply = (
-            mx.compile(f, inputs=state, outputs=state) for f in (micro, clip, apply)
+        micro_aux, clip, apply = (
+            mx.compile(f, inputs=state, outputs=state) for f in (micro_aux, clip, apply)
         )
+
+    def micro(batch, acc):
+        loss, n, grads, micro.aux = micro_aux(batch, acc)
+        return loss, n, grads
+
+    micro.aux = {}
     return micro, clip, apply, state
 
 
@@ -144,6 +154,7 @@ def train(
     start_state: str | os.PathLike | TrainState | None = None,
     on_log: Callable[[dict], None] | None = None,
     base_model: str | None = None,
+    on_step: Callable[[int, nn.Module], None] | None = None,
 ) -> TrainResult:
     """Train `model` on `batches` with `loss_fn(model, batch) -> (sum_loss, n_tokens)`.
 
@@ -154,6 +165,11 @@ def train(
     optimizer, schedule, RNG and `batches.restore(cursor)`. The model is cast to `cfg.dtype`
     and, with `cfg.lora_r`, wrapped with adapters (only they train). Checkpoints are saved
     every `save_interval` steps and at the end, never after an exception.
+
+    A loss function may return `(sum_loss, n, aux)` where `aux` maps names to sums (e.g. the
+    KL summed over tokens); each is logged as its sum over the log window divided by the
+    window's `n`. `on_step(step, model)` runs after every optimizer step (e.g. to publish
+    weights).
     """
     total = total_steps or cfg.max_steps
     if not total:
@@ -236,7 +252,7 @@ def train(
     it = iter(batches)
     prof = {k: 0.0 for k in PHASES}
     prof_steps = 0
-    win = {"loss": 0.0, "n": 0.0, "tokens": 0, "steps": 0, "t": time.perf_counter()}
+    win = {"loss": 0.0, "n": 0.0, "tokens": 0, "steps": 0, "t": time.perf_counter(), "aux": {}}
     last_saved = step if resumed_from else None
     exhausted = False
 
@@ -285,6 +301,10 @@ def train(
             "tokens_seen": result.tokens_seen,
             "time": time.time(),
         }
+        for k, v in win["aux"].items():
+            rec[k] = v / max(win["n"], 1.0)
+        if win["aux"]:
+            rec["aux_keys"] = sorted(win["aux"])
         if cfg.profile_timing and prof_steps:
             rec["ms"] = {k: v / prof_steps for k, v in prof.items()}
         emit(format_line(rec))
@@ -292,11 +312,11 @@ def train(
         result.logs.append(rec)
         if on_log is not None:
             on_log(rec)
-        win.update(loss=0.0, n=0.0, tokens=0, steps=0, t=time.perf_counter())
+        win.update(loss=0.0, n=0.0, tokens=0, steps=0, t=time.perf_counter(), aux={})
 
     step_at_start, last = step, (0.0, 0.0)
     while result.step < total:
-        acc, loss_sum, n_sum, ntok = None, mx.array(0.0), mx.array(0.0), 0
+        acc, loss_sum, n_sum, ntok, aux_sum = None, mx.array(0.0), mx.array(0.0), 0, {}
         for _ in range(accum):
             t = time.perf_counter()
             try:
@@ -315,6 +335,8 @@ def train(
             t = tick("h2d", t, arrays)
             loss, n, acc = micro(arrays, acc)
             loss_sum, n_sum = loss_sum + loss, n_sum + n
+            for k, v in micro.aux.items():
+                aux_sum[k] = aux_sum.get(k, 0.0) + v
             ntok += batch_tokens(raw, arrays)
             if accum > 1:
                 mx.eval(acc, loss_sum, n_sum)
@@ -325,7 +347,7 @@ def train(
         grads, norm = clip(acc, n_sum)
         t = tick("clip", t, grads, norm)
         lr = apply(grads)
-        mx.eval(state, loss_sum, n_sum, norm, lr)
+        mx.eval(state, loss_sum, n_sum, norm, lr, aux_sum)
         tick("opt", t)
         result.step += 1
         result.tokens_seen += ntok
@@ -340,10 +362,14 @@ def train(
         win["n"] += ns
         win["tokens"] += ntok
         win["steps"] += 1
+        for k, v in aux_sum.items():
+            win["aux"][k] = win["aux"].get(k, 0.0) + v.item()
         if result.step - step_at_start > 2:
             prof_steps += 1
         if bar is not None:
             bar.update(1)
+        if on_step is not None:
+            on_step(result.step, model)
         last = (float(lr.item()), float(norm.item()))
         if result.step % cfg.log_interval == 0 or result.step >= total:
             log(*last)

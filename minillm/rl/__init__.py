@@ -1,0 +1,1 @@
+"""Reinforcement learning core (no Ray): rollouts with behaviour log-probs, GRPO loss."""
