@@ -52,9 +52,11 @@ def cast_model(model: nn.Module, dtype: mx.Dtype) -> None:
 
 
 def hf_config(args: ModelArgs, dtype: mx.Dtype) -> dict[str, Any]:
+    """config.json of a checkpoint. MoE checkpoints (`use_moe`) are MiniLLM-only: they name
+    no transformers architecture (`minillm export hf` converts them to Mixtral where it fits)."""
     cfg = args.to_dict()
     cfg.update(
-        architectures=["LlamaForCausalLM"],
+        architectures=["MiniLLMMoEForCausalLM" if args.use_moe else "LlamaForCausalLM"],
         torch_dtype=DTYPE_NAMES[dtype],
         attention_dropout=0.0,
         initializer_range=0.02,

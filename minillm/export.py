@@ -39,6 +39,82 @@ def check_ckpt(ckpt: str | os.PathLike, out: Path) -> Path:
     return path
 
 
+def moe_unsupported(args) -> str | None:
+    """Why an MoE config has no matching transformers architecture (None: Mixtral fits).
+
+    Mixtral is softmax top-k with the top-k weights always renormalised and no shared experts.
+    Qwen2-MoE's shared expert has a sigmoid gate and DeepSeek-V2/V3 use MLA attention, so
+    neither matches MiniMind's MoE exactly.
+    """
+    if args.n_shared_experts:
+        return (
+            f"n_shared_experts={args.n_shared_experts}: transformers has no architecture with "
+            "MiniMind's ungated shared experts (Mixtral has none, Qwen2-MoE gates its shared "
+            "expert with a sigmoid, DeepSeek-V2 uses MLA attention); train with "
+            "--n_shared_experts 0 --norm_topk_prob to export as Mixtral"
+        )
+    if not args.norm_topk_prob:
+        return (
+            "norm_topk_prob=false: Mixtral always renormalises the top-k gate weights; "
+            "train with --norm_topk_prob to export as Mixtral"
+        )
+    if args.scoring_func != "softmax":
+        return f"scoring_func={args.scoring_func!r}: Mixtral's router is a softmax"
+    return None
+
+
+def mixtral_config(cfg: dict, args) -> dict:
+    """A Llama-style `hf_config` dict turned into a transformers `MixtralConfig` dict."""
+    from minillm.model import MOE_KEYS
+
+    cfg = {k: v for k, v in cfg.items() if k not in MOE_KEYS}
+    cfg.update(
+        model_type="mixtral",
+        architectures=["MixtralForCausalLM"],
+        num_local_experts=args.n_routed_experts,
+        num_experts_per_tok=args.num_experts_per_tok,
+        router_aux_loss_coef=args.aux_loss_alpha,
+        output_router_logits=False,
+        router_jitter_noise=0.0,
+        sliding_window=None,
+    )
+    for k in ("mlp_bias", "pretraining_tp"):
+        cfg.pop(k, None)
+    return cfg
+
+
+def mixtral_weights(weights: dict, args) -> dict:
+    """MiniLLM MoE weight names -> Mixtral's (`block_sparse_moe.gate`, `experts.E.w1/w2/w3`)."""
+    out = {}
+    for k, v in weights.items():
+        if ".mlp." not in k:
+            out[k] = v
+            continue
+        prefix, rest = k.split(".mlp.")
+        moe = f"{prefix}.block_sparse_moe"
+        if rest == "gate.weight":
+            out[f"{moe}.gate.weight"] = v
+            continue
+        name = {"gate_proj": "w1", "down_proj": "w2", "up_proj": "w3"}[rest.split(".")[1]]
+        for e in range(args.n_routed_experts):
+            out[f"{moe}.experts.{e}.{name}.weight"] = v[e]
+    return out
+
+
+def check_moe_export(args, fmt: str) -> None:
+    """Raise a one-line ValueError when an MoE checkpoint cannot be exported as `fmt`."""
+    if not args.use_moe:
+        return
+    if fmt == "gguf":
+        raise ValueError(
+            "GGUF export of MoE checkpoints (--use_moe) is unsupported; export to transformers "
+            "with `minillm export hf` (Mixtral, when n_shared_experts=0) instead"
+        )
+    why = moe_unsupported(args)
+    if why is not None:
+        raise ValueError(f"export of this MoE checkpoint to transformers is unsupported: {why}")
+
+
 def export_hf(
     ckpt: str | os.PathLike,
     out_dir: str | os.PathLike,
@@ -48,17 +124,21 @@ def export_hf(
     force: bool = False,
 ) -> Path:
     """Write a standalone transformers folder: config.json, model.safetensors (LoRA fused),
-    generation_config.json and the tokenizer files. `dtype` defaults to the checkpoint's."""
+    generation_config.json and the tokenizer files. `dtype` defaults to the checkpoint's.
+
+    MoE checkpoints become `MixtralForCausalLM` when they fit (no shared experts, top-k
+    renormalised); others raise ValueError naming why."""
     import mlx.core as mx
     import mlx.nn as nn
 
-    from minillm.checkpoint import hf_config, model_dtype, parse_dtype, write_json
+    from minillm.checkpoint import hf_config, model_dtype, parse_dtype, read_config, write_json
     from minillm.infer import load_with_adapters
 
     if dtype is not None:
         parse_dtype(dtype)
     out = Path(out_dir)
     path = check_ckpt(ckpt, out)
+    check_moe_export(read_config(path), "hf")
     check_out(out, force, is_dir=True)
     model, tokenizer = load_with_adapters(str(path), tokenizer_path, dtype, adapter_path)
     args, dt = model.args, model_dtype(model)
@@ -66,8 +146,11 @@ def export_hf(
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     tmp.chmod(0o755)
     try:
-        write_json(tmp / "config.json", hf_config(args, dt))
+        cfg = hf_config(args, dt)
         weights = dict(nn.utils.tree_flatten(model.parameters()))
+        if args.use_moe:
+            cfg, weights = mixtral_config(cfg, args), mixtral_weights(weights, args)
+        write_json(tmp / "config.json", cfg)
         mx.save_safetensors(str(tmp / "model.safetensors"), weights, metadata={"format": "pt"})
         write_json(
             tmp / "generation_config.json",
@@ -122,8 +205,10 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(f"[export] {ns.checkpoint} -> {out} (transformers)")
     else:
+        from minillm.checkpoint import read_config
         from minillm.export_gguf import export_gguf
 
+        check_moe_export(read_config(check_ckpt(ns.checkpoint, Path(ns.out))), "gguf")
         out = export_gguf(
             ns.checkpoint, ns.out, ns.adapter_path, ns.dtype, ns.tokenizer_path, ns.force
         )

@@ -26,7 +26,32 @@ PRESETS: dict[str, dict[str, Any]] = {
         head_dim=64,
         intermediate_size=2048,
     ),
+    # `tiny` with a MiniMind-style MoE MLP: 4 routed experts (2 per token) + 1 shared expert,
+    # each of intermediate size 232, so a token's active MLP (3 x 232 = 696) ~ tiny's 704.
+    "moe": dict(
+        hidden_size=256,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        intermediate_size=232,
+        use_moe=True,
+        n_routed_experts=4,
+        num_experts_per_tok=2,
+        n_shared_experts=1,
+    ),
 }
+
+# ModelArgs fields of the MoE MLP; written to config.json only when `use_moe`.
+MOE_KEYS = (
+    "use_moe",
+    "n_routed_experts",
+    "num_experts_per_tok",
+    "n_shared_experts",
+    "scoring_func",
+    "norm_topk_prob",
+    "aux_loss_alpha",
+    "seq_aux",
+)
 
 
 @dataclass
@@ -52,6 +77,15 @@ class ModelArgs:
     eos_token_id: int = 2
     pad_token_id: int = 0
     rope_scaling: dict | None = None
+    # Mixture-of-Experts MLP (MiniMind's knobs). `intermediate_size` is then each expert's.
+    use_moe: bool = False
+    n_routed_experts: int = 4
+    num_experts_per_tok: int = 2
+    n_shared_experts: int = 1
+    scoring_func: str = "softmax"
+    norm_topk_prob: bool = True
+    aux_loss_alpha: float = 0.1
+    seq_aux: bool = True
     extra: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self):
@@ -79,6 +113,18 @@ class ModelArgs:
             raise ValueError("biases are not supported (attention_bias/mlp_bias must be false)")
         if self.rope_scaling not in (None, {}) and self.rope_scaling.get("rope_type") != "default":
             raise ValueError(f"rope_scaling={self.rope_scaling} is not supported; remove it")
+        if self.use_moe:
+            if not 1 <= self.num_experts_per_tok <= self.n_routed_experts:
+                raise ValueError(
+                    f"num_experts_per_tok={self.num_experts_per_tok} must be in "
+                    f"[1, n_routed_experts={self.n_routed_experts}]"
+                )
+            if self.n_shared_experts < 0:
+                raise ValueError(f"n_shared_experts={self.n_shared_experts} must be >= 0")
+            if self.scoring_func != "softmax":
+                raise ValueError(
+                    f"scoring_func={self.scoring_func!r} is not supported; use 'softmax'"
+                )
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ModelArgs:
@@ -94,6 +140,9 @@ class ModelArgs:
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d.pop("extra")
+        if not self.use_moe:  # dense configs keep exactly their old keys
+            for k in MOE_KEYS:
+                d.pop(k)
         return d
 
 
@@ -199,11 +248,102 @@ class MLP(nn.Module):
         return self.down_proj(nn.silu(self.gate_proj(x)) * self.up_proj(x))
 
 
+class ExpertLinear(nn.Module):
+    """E stacked linears, weight [E, out, in]; row i of x goes through expert `idx[i]`."""
+
+    def __init__(self, n_experts: int, dim_in: int, dim_out: int):
+        super().__init__()
+        scale = dim_in**-0.5
+        self.weight = mx.random.uniform(-scale, scale, (n_experts, dim_out, dim_in))
+
+    def __call__(self, x: mx.array, idx: mx.array, sorted_indices: bool) -> mx.array:
+        return mx.gather_mm(
+            x, self.weight.swapaxes(-1, -2), rhs_indices=idx, sorted_indices=sorted_indices
+        )
+
+
+class RoutedExperts(nn.Module):
+    """E SwiGLU experts computed with `mx.gather_mm` (no loop over tokens or experts)."""
+
+    def __init__(self, n_experts: int, dim: int, hidden: int):
+        super().__init__()
+        self.gate_proj = ExpertLinear(n_experts, dim, hidden)
+        self.up_proj = ExpertLinear(n_experts, dim, hidden)
+        self.down_proj = ExpertLinear(n_experts, hidden, dim)
+
+    def __call__(self, x: mx.array, inds: mx.array) -> mx.array:
+        """x [..., D], inds [..., k] -> each selected expert's output [..., k, D]."""
+        lead, k = inds.shape[:-1], inds.shape[-1]
+        flat = inds.reshape(-1)
+        # sort the (token, slot) pairs by expert so each expert's rows are contiguous
+        order = mx.argsort(flat)
+        inv = mx.argsort(order)
+        xs = x.reshape(-1, 1, x.shape[-1])[order // k]
+        idx = flat[order]
+        h = nn.silu(self.gate_proj(xs, idx, True)) * self.up_proj(xs, idx, True)
+        y = self.down_proj(h, idx, True)[inv]
+        return y.reshape(*lead, k, y.shape[-1])
+
+
+class MoE(nn.Module):
+    """MiniMind's MOEFeedForward: softmax gate over routed experts, top-k (optionally
+    renormalised), plus shared experts that every token uses.
+
+    The `n_shared_experts` shared SwiGLU experts of size I are stored as one SwiGLU of size
+    n_shared * I (the sum of SwiGLUs equals one SwiGLU over the concatenated hidden units).
+    """
+
+    def __init__(self, args: ModelArgs):
+        super().__init__()
+        dim, hidden = args.hidden_size, args.intermediate_size
+        self.n_experts, self.top_k = args.n_routed_experts, args.num_experts_per_tok
+        self.norm_topk_prob, self.seq_aux = args.norm_topk_prob, args.seq_aux
+        self.alpha = args.aux_loss_alpha
+        self.gate = nn.Linear(dim, self.n_experts, bias=False)
+        self.experts = RoutedExperts(self.n_experts, dim, hidden)
+        if args.n_shared_experts:
+            shared = dataclasses.replace(args, intermediate_size=hidden * args.n_shared_experts)
+            self.shared_experts = MLP(shared)
+
+    def route(self, x: mx.array) -> tuple[mx.array, mx.array, mx.array]:
+        """`(inds [..., k], weights [..., k] fp32, scores [..., E] fp32)` for x [..., D]."""
+        scores = mx.softmax(self.gate(x).astype(mx.float32), axis=-1)
+        k = self.top_k
+        inds = mx.stop_gradient(mx.argpartition(-scores, kth=k - 1, axis=-1)[..., :k])
+        weights = mx.take_along_axis(scores, inds, axis=-1)
+        if self.norm_topk_prob:
+            weights = weights / (weights.sum(axis=-1, keepdims=True) + 1e-20)
+        return inds, weights, scores
+
+    def aux_loss(self, inds: mx.array, scores: mx.array) -> mx.array:
+        """MiniMind's load-balancing loss for inds [B, T, k], scores [B, T, E] (times alpha)."""
+        E, k = self.n_experts, self.top_k
+        onehot = (inds[..., None] == mx.arange(E)).astype(mx.float32)  # [B, T, k, E]
+        if self.seq_aux:
+            T = inds.shape[1]
+            ce = onehot.sum(axis=(1, 2)) / (T * k / E)  # [B, E]
+            return (ce * scores.mean(axis=1)).sum(axis=1).mean() * self.alpha
+        fi = onehot.reshape(-1, E).mean(axis=0) * E
+        pi = scores.reshape(-1, E).mean(axis=0)
+        return (pi * fi).sum() * self.alpha
+
+    def forward_aux(self, x: mx.array, with_aux: bool = True) -> tuple[mx.array, mx.array]:
+        inds, weights, scores = self.route(x)
+        y = (self.experts(x, inds) * weights[..., None].astype(x.dtype)).sum(axis=-2)
+        if "shared_experts" in self:
+            y = y + self.shared_experts(x)
+        aux = self.aux_loss(inds, scores) if with_aux and self.alpha > 0 else mx.array(0.0)
+        return y, aux
+
+    def __call__(self, x: mx.array) -> mx.array:
+        return self.forward_aux(x, with_aux=False)[0]
+
+
 class Block(nn.Module):
     def __init__(self, args: ModelArgs):
         super().__init__()
         self.self_attn = Attention(args)
-        self.mlp = MLP(args)
+        self.mlp = MoE(args) if args.use_moe else MLP(args)
         self.input_layernorm = nn.RMSNorm(args.hidden_size, eps=args.rms_norm_eps)
         self.post_attention_layernorm = nn.RMSNorm(args.hidden_size, eps=args.rms_norm_eps)
 
@@ -213,6 +353,14 @@ class Block(nn.Module):
     def __call__(self, x: mx.array, mask=None, cache: KVCache | None = None) -> mx.array:
         h = x + self.self_attn(self.norm(self.input_layernorm, x), mask, cache)
         return h + self.mlp(self.norm(self.post_attention_layernorm, h))
+
+    def forward_aux(self, x: mx.array, mask=None, cache=None) -> tuple[mx.array, mx.array]:
+        """`(output, MoE aux loss)`; the aux loss is 0 for a dense block."""
+        if not isinstance(self.mlp, MoE):
+            return self(x, mask, cache), mx.array(0.0)
+        h = x + self.self_attn(self.norm(self.input_layernorm, x), mask, cache)
+        y, aux = self.mlp.forward_aux(self.norm(self.post_attention_layernorm, h))
+        return h + y, aux
 
 
 class LlamaModel(nn.Module):
@@ -260,6 +408,21 @@ class Model(nn.Module):
         mask = make_mask(ids.shape[1], offset, pad)
         for i, layer in enumerate(self.model.layers):
             h = layer(h, mask, cache[i] if cache else None)
+        if self.model.layers and not self.model.layers[0].self_attn.fused:
+            return rms_norm_ref(h, self.model.norm.weight, self.model.norm.eps)
+        return self.model.norm(h)
+
+    def hidden_aux(self, ids: mx.array) -> tuple[mx.array, mx.array]:
+        """`(hidden(ids), MoE load-balancing loss summed over layers)`, for training."""
+        h = self.model.embed_tokens(ids)
+        mask = make_mask(ids.shape[1])
+        aux = mx.array(0.0)
+        for layer in self.model.layers:
+            h, a = layer.forward_aux(h, mask)
+            aux = aux + a
+        return self.final_norm(h), aux
+
+    def final_norm(self, h: mx.array) -> mx.array:
         if self.model.layers and not self.model.layers[0].self_attn.fused:
             return rms_norm_ref(h, self.model.norm.weight, self.model.norm.eps)
         return self.model.norm(h)

@@ -54,8 +54,15 @@ NVIDIA = {
 DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
 
 
+ACTIVE_KEYS = ("active_per_layer", "active")
+
+
 def param_breakdown(args: ModelArgs) -> dict[str, int]:
-    """Parameter count per component, computed from `args` alone (equals `num_params`)."""
+    """Parameter count per component, computed from `args` alone (equals `num_params`).
+
+    MoE models (`use_moe`) also get `active_per_layer` and `active`: the parameters one token
+    uses (router, top-k routed experts and the shared experts instead of all experts).
+    """
     H, hd, L = args.hidden_size, args.head_dim, args.num_hidden_layers
     q, kv = args.num_attention_heads * hd, args.num_key_value_heads * hd
     layer = {
@@ -63,11 +70,18 @@ def param_breakdown(args: ModelArgs) -> dict[str, int]:
         "k_proj": H * kv,
         "v_proj": H * kv,
         "o_proj": q * H,
-        "gate_proj": H * args.intermediate_size,
-        "up_proj": H * args.intermediate_size,
-        "down_proj": args.intermediate_size * H,
-        "norms": 2 * H,
     }
+    expert = 3 * H * args.intermediate_size  # one SwiGLU expert: gate, up, down
+    if args.use_moe:
+        layer["router"] = H * args.n_routed_experts
+        layer["routed_experts"] = args.n_routed_experts * expert
+        if args.n_shared_experts:
+            layer["shared_experts"] = args.n_shared_experts * expert
+    else:
+        layer["gate_proj"] = H * args.intermediate_size
+        layer["up_proj"] = H * args.intermediate_size
+        layer["down_proj"] = args.intermediate_size * H
+    layer["norms"] = 2 * H
     out = {"embedding": args.vocab_size * H}
     if not args.tie_word_embeddings:
         out["lm_head"] = args.vocab_size * H
@@ -76,6 +90,10 @@ def param_breakdown(args: ModelArgs) -> dict[str, int]:
     out["layers"] = L * out["per_layer"]
     out["final_norm"] = H
     out["total"] = out["embedding"] + out.get("lm_head", 0) + out["layers"] + H
+    if args.use_moe:
+        idle = (args.n_routed_experts - args.num_experts_per_tok) * expert
+        out["active_per_layer"] = out["per_layer"] - idle
+        out["active"] = out["total"] - L * idle
     return out
 
 
@@ -86,11 +104,12 @@ def flops_per_token(args: ModelArgs, seq_len: int, causal: bool = True) -> dict[
             + 2 * H * V                                             # LM head (tied or not)
             + L * 2 * 2 * ctx * n_heads * head_dim                  # QK^T and AV
     with ctx = (T + 1) / 2, the mean causal context over T positions (T without `causal`).
-    The embedding lookup is a gather, not a matmul.
+    The embedding lookup is a gather, not a matmul. For MoE only the active weights count
+    (router + top-k routed + shared experts); the gate softmax/top-k are elementwise.
     """
     p = param_breakdown(args)
     L, H, V = args.num_hidden_layers, args.hidden_size, args.vocab_size
-    linear = 2 * L * (p["per_layer"] - p["layer.norms"])
+    linear = 2 * L * (p.get("active_per_layer", p["per_layer"]) - p["layer.norms"])
     ctx = (seq_len + 1) / 2 if causal else seq_len
     attn = L * 4 * ctx * args.num_attention_heads * args.head_dim
     head = 2 * H * V
@@ -262,9 +281,12 @@ def _box(title: str, rows: list[tuple[str, str]]) -> str:
 def render(s: dict[str, Any]) -> str:
     p, f = s["params"], s["flops"]
     total = p["total"]
-    prow = [(k, f"{_fmt(v)}  {100 * v / total:5.1f}%") for k, v in p.items() if k != "total"]
+    skip = ("total", *ACTIVE_KEYS)
+    prow = [(k, f"{_fmt(v)}  {100 * v / total:5.1f}%") for k, v in p.items() if k not in skip]
     prow[0] = ("embedding (tied)" if "lm_head" not in p else "embedding", prow[0][1])
     prow.append(("total", f"{total:,}"))
+    if "active" in p:
+        prow.append(("active / token (MoE)", f"{p['active']:,}  {100 * p['active'] / total:5.1f}%"))
     frow = [
         ("linear / token", _fmt(f["linear"])),
         (

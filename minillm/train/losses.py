@@ -20,21 +20,42 @@ def hidden_states(model: nn.Module, ids: mx.array, checkpoint_every_n: int = 0) 
     """`model.hidden(ids)`, recomputing each segment of n layers in the backward when n > 0."""
     if checkpoint_every_n <= 0:
         return model.hidden(ids)
+    return hidden_and_aux(model, ids, checkpoint_every_n, with_aux=False)[0]
+
+
+def hidden_and_aux(
+    model: nn.Module, ids: mx.array, checkpoint_every_n: int = 0, with_aux: bool = True
+) -> tuple[mx.array, mx.array]:
+    """`(hidden states, MoE load-balancing loss summed over layers)` (0 for dense models)."""
+    if checkpoint_every_n <= 0:
+        return model.hidden_aux(ids) if with_aux else (model.hidden(ids), mx.array(0.0))
     h = model.model.embed_tokens(ids)
     mask = make_mask(ids.shape[1])
     layers = model.layers
+    aux = mx.array(0.0)
     for start in range(0, len(layers), checkpoint_every_n):
         seg = layers[start : start + checkpoint_every_n]
 
         def run(params, x, seg=seg):
             for layer, p in zip(seg, params, strict=True):
                 layer.update(p)
+            if not with_aux:
+                for layer in seg:
+                    x = layer(x, mask)
+                return x
+            a = mx.array(0.0)
             for layer in seg:
-                x = layer(x, mask)
-            return x
+                x, la = layer.forward_aux(x, mask)
+                a = a + la
+            return x, a
 
-        h = mx.checkpoint(run)([layer.trainable_parameters() for layer in seg], h)
-    return model.model.norm(h)
+        out = mx.checkpoint(run)([layer.trainable_parameters() for layer in seg], h)
+        if with_aux:
+            h, a = out
+            aux = aux + a
+        else:
+            h = out
+    return model.model.norm(h), aux
 
 
 def head_weight(model: nn.Module) -> mx.array:
@@ -116,25 +137,43 @@ def lm_loss(
     chunk_size: int = 0,
     sparse: bool = False,
     checkpoint_every_n: int = 0,
-) -> tuple[mx.array, mx.array]:
+    moe_aux: bool = False,
+):
     """Next-token CE of `batch`: `(sum of token losses, number of trained tokens)`.
 
     `sparse` gathers hidden states at `label_pos` so logits exist only where `label_mask` is 1
     (pad `label_pos` with any valid index and `label_mask` 0). `chunk_size` > 0 computes the
     LM head in chunks of that many positions. Both give the plain masked loss.
+
+    With `moe_aux`, an MoE model in training mode (`use_moe`, `aux_loss_alpha` > 0) adds its
+    load-balancing loss (already times alpha, summed over layers) per trained token, as
+    MiniMind's `loss = ce + aux_loss`, and returns `(sum_loss, n, {"moe_aux": aux * n})` so
+    the loop logs the aux part too. Dense models always return `(sum_loss, n)`.
     """
-    h = hidden_states(model, batch["inputs"], checkpoint_every_n)
+    args = getattr(model, "args", None)
+    use_aux = (
+        moe_aux and getattr(args, "use_moe", False) and args.aux_loss_alpha > 0 and model.training
+    )
+    if use_aux:
+        h, aux = hidden_and_aux(model, batch["inputs"], checkpoint_every_n)
+    else:
+        h = hidden_states(model, batch["inputs"], checkpoint_every_n)
     targets, mask = batch["targets"], batch["mask"]
     if sparse:
         pos = batch["label_pos"]
         h = mx.take_along_axis(h, pos[..., None], axis=1)
         targets = mx.take_along_axis(targets, pos, axis=1)
         mask = batch["label_mask"]
-    return _head_loss(model, h, targets, mask, chunk_size)
+    loss, n = _head_loss(model, h, targets, mask, chunk_size)
+    if not use_aux:
+        return loss, n
+    aux_sum = aux * n
+    return loss + aux_sum, n, {"moe_aux": aux_sum}
 
 
 def make_lm_loss(chunk_size: int = 0, sparse: bool = False, checkpoint_every_n: int = 0) -> LossFn:
-    """`loss_fn(model, batch)` for `train`: the LM loss with the memory options bound."""
+    """`loss_fn(model, batch)` for `train`: the LM loss with the memory options bound (plus
+    the MoE load-balancing loss for MoE models in training mode)."""
 
     def loss_fn(model, batch):
         return lm_loss(
@@ -143,6 +182,7 @@ def make_lm_loss(chunk_size: int = 0, sparse: bool = False, checkpoint_every_n: 
             chunk_size=chunk_size,
             sparse=sparse,
             checkpoint_every_n=checkpoint_every_n,
+            moe_aux=True,
         )
 
     return loss_fn
