@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-TASKS = ("pretrain", "sft")
+TASKS = ("pretrain", "sft", "dpo")
 ROLES = ("system", "user", "assistant", "tool")
 REMOTE_PREFIXES = ("http://", "https://", "minimind:")
 
@@ -107,6 +107,49 @@ def _check_conversation(conv: Any, need_assistant: bool) -> list[dict]:
     return conv
 
 
+def _check_dpo(obj: dict) -> dict:
+    """A DPO pair as `{"prompt": [turns], "chosen": str, "rejected": str}`."""
+    if "chosen" not in obj or "rejected" not in obj:
+        raise BadLine(
+            "missing field",
+            "dpo needs 'chosen' and 'rejected' (turn lists, or strings with a 'prompt' string)",
+        )
+    chosen, rejected = obj["chosen"], obj["rejected"]
+    if isinstance(chosen, str) and isinstance(rejected, str):
+        prompt = obj.get("prompt")
+        if not isinstance(prompt, str):
+            raise BadLine("bad dpo pair", "string 'chosen'/'rejected' need a 'prompt' string")
+        return {
+            "prompt": [{"role": "user", "content": prompt}],
+            "chosen": chosen,
+            "rejected": rejected,
+        }
+    if not isinstance(chosen, list) or not isinstance(rejected, list):
+        raise BadLine(
+            "bad dpo pair", "'chosen' and 'rejected' must both be turn lists or both strings"
+        )
+    out = {}
+    for name, conv in (("chosen", chosen), ("rejected", rejected)):
+        try:
+            _check_conversation(conv, need_assistant=True)
+        except BadLine as e:
+            raise BadLine(e.kind, f"'{name}': {e.detail or e.kind}") from None
+        if conv[-1]["role"] != "assistant":
+            raise BadLine("bad dpo pair", f"the last turn of '{name}' must be the assistant's")
+        out[name] = conv[-1]["content"]
+    key = [[(t["role"], t["content"]) for t in c[:-1]] for c in (chosen, rejected)]
+    if key[0] != key[1]:
+        i = next(
+            (i for i, (a, b) in enumerate(zip(*key, strict=False)) if a != b), min(map(len, key))
+        )
+        raise BadLine(
+            "prompt mismatch",
+            f"'chosen' and 'rejected' must share the turns before the last assistant turn; "
+            f"they differ at turn {i}",
+        )
+    return {"prompt": [dict(t) for t in chosen[:-1]], **out}
+
+
 def validate(obj: Any, task: str, vocab_size: int) -> dict:
     """Check one parsed line for `task`; return the normalised record or raise `BadLine`.
 
@@ -114,9 +157,14 @@ def validate(obj: Any, task: str, vocab_size: int) -> dict:
     (rendered with the chat template). sft: `ids` (+ optional 0/1 `mask` of the same length),
     else `conversations` (role in system/user/assistant/tool, at least one assistant turn).
     The first field present wins, so pretokenized files with `--keep_fields` use their `ids`.
+    dpo: `chosen`/`rejected` turn lists that end with an assistant turn and share the turns
+    before it (the prompt), or `prompt`/`chosen`/`rejected` strings; normalised to
+    `{"prompt": [turns], "chosen": str, "rejected": str}`.
     """
     if not isinstance(obj, dict):
         raise BadLine("not a JSON object", f"got {type(obj).__name__}")
+    if task == "dpo":
+        return _check_dpo(obj)
     if "ids" in obj:
         rec = {"ids": _check_ids(obj["ids"], vocab_size)}
         if task == "sft" and obj.get("mask") is not None:

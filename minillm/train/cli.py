@@ -1,4 +1,4 @@
-"""`minillm train` / `python -m minillm.train`: pretrain or SFT (full or LoRA) from JSONL."""
+"""`minillm train` / `python -m minillm.train`: pretrain, SFT or DPO (full or LoRA) from JSONL."""
 
 from __future__ import annotations
 
@@ -54,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="comma list of JSONL files, dirs, globs, http(s) URLs, minimind:* aliases",
     )
     d.add_argument("--data_dir", default="./dataset", help="download cache for URLs and aliases")
-    d.add_argument("--task", choices=["pretrain", "sft"], default="pretrain")
+    d.add_argument("--task", choices=["pretrain", "sft", "dpo"], default="pretrain")
     d.add_argument("--hf_dataset_repo", default="jingyaogong/minimind_dataset")
     d.add_argument("--hf_endpoint", default=None, help="hub endpoint (default: $HF_ENDPOINT)")
     d.add_argument("--force_download", action="store_true")
@@ -76,6 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--resume",
         default=None,
         help="run folder or checkpoint: restore weights, optimizer, schedule, RNG, data",
+    )
+    m.add_argument(
+        "--ref_from",
+        default=None,
+        help="DPO: frozen reference checkpoint [default: --init_from, or the resumed run's]",
     )
     add_config_args(p.add_argument_group("training"))
     return p
@@ -114,6 +119,31 @@ def load_run_model(ns: argparse.Namespace, cfg: TrainConfig):
     return model, tokenizer, base_model
 
 
+def dpo_ref_path(ns: argparse.Namespace) -> str:
+    """The DPO reference checkpoint: --ref_from, else --init_from, else the resumed run's
+    (recorded in its data cursor, or a LoRA run's base model)."""
+    if ns.ref_from or ns.init_from:
+        return str(Path(ns.ref_from or ns.init_from).resolve())
+    if ns.resume:
+        from minillm.train.state import load_state
+
+        st = load_state(ns.resume)
+        ref = (st.cursor or {}).get("ref_from") if isinstance(st.cursor, dict) else None
+        if not ref and st.lora:
+            cfg_file = Path(st.path) / "adapter_config.json"
+            ref = json.loads(cfg_file.read_text(encoding="utf-8")).get("base_model")
+        if ref:
+            return ref
+        raise ValueError(
+            f"{st.path} records no DPO reference model; pass --ref_from CKPT (the model the "
+            "DPO run started from)"
+        )
+    raise ValueError(
+        "--task dpo needs a reference model: pass --init_from CKPT (e.g. the SFT model; it is "
+        "also the frozen reference) or --ref_from CKPT"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     ns = build_parser().parse_args(argv)
     if ns.init_from and ns.resume:
@@ -123,6 +153,9 @@ def main(argv: list[str] | None = None) -> int:
         )
     fields = {f.name for f in dataclasses.fields(TrainConfig)} - SKIP
     cfg = TrainConfig(**{k: v for k, v in vars(ns).items() if k in fields})
+    ref_path = dpo_ref_path(ns) if ns.task == "dpo" else None
+    if ns.ref_from and ns.task != "dpo":
+        raise ValueError("--ref_from is for --task dpo only")
 
     from minillm.data.batching import Batches
     from minillm.data.hub import resolve_data_spec
@@ -143,20 +176,46 @@ def main(argv: list[str] | None = None) -> int:
         repo_id=ns.hf_dataset_repo,
     )
     epochs = max(1, math.ceil(cfg.epochs))
-    batches = Batches(
-        paths,
-        tokenizer,
-        ns.task,
-        cfg.seq_len,
-        cfg.batch_size,
-        seed=cfg.seed,
-        epochs=epochs,
-        shuffle_buffer=ns.shuffle_buffer,
-        bucket_sizes=int_list(ns.bucket_sizes),
-        sparse_loss=cfg.sparse_loss,
-        label_bucket_sizes=int_list(ns.label_bucket_sizes),
-        skip_bad_lines=ns.skip_bad_lines,
-    )
+    loss_fn = lm_loss_from_config(cfg)
+    if ns.task == "dpo":
+        from minillm.checkpoint import check_vocab, load_model, parse_dtype
+        from minillm.train.dpo import DpoBatches, make_dpo_loss
+
+        ref_model = load_model(ref_path, dtype=parse_dtype(cfg.dtype))
+        check_vocab(ref_model, tokenizer, Path(ref_path) / "config.json")
+        if ref_model.args.vocab_size != model.args.vocab_size:
+            raise ValueError(
+                f"reference {ref_path} has vocab_size={ref_model.args.vocab_size}, the "
+                f"trained model {model.args.vocab_size}; use the same model family"
+            )
+        batches = DpoBatches(
+            paths,
+            tokenizer,
+            ref_model,
+            cfg.seq_len,
+            cfg.batch_size,
+            seed=cfg.seed,
+            epochs=epochs,
+            shuffle_buffer=ns.shuffle_buffer,
+            skip_bad_lines=ns.skip_bad_lines,
+            ref_from=ref_path,
+        )
+        loss_fn = make_dpo_loss(cfg)
+    else:
+        batches = Batches(
+            paths,
+            tokenizer,
+            ns.task,
+            cfg.seq_len,
+            cfg.batch_size,
+            seed=cfg.seed,
+            epochs=epochs,
+            shuffle_buffer=ns.shuffle_buffer,
+            bucket_sizes=int_list(ns.bucket_sizes),
+            sparse_loss=cfg.sparse_loss,
+            label_bucket_sizes=int_list(ns.label_bucket_sizes),
+            skip_bad_lines=ns.skip_bad_lines,
+        )
     if cfg.max_steps:
         total = cfg.max_steps
     else:
@@ -175,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     result = train(
         model,
-        lm_loss_from_config(cfg),
+        loss_fn,
         batches,
         cfg,
         tokenizer=tokenizer,
@@ -185,6 +244,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     if batches.skipped:
         print(f"[train] {format_skipped(batches.skipped)}", file=sys.stderr)
+    if ns.task == "dpo" and batches.dropped:
+        print(
+            f"[train] dpo: left out {batches.dropped} pairs with no response token within "
+            f"seq_len+1={cfg.seq_len + 1} tokens",
+            file=sys.stderr,
+        )
     plots = plot_run(cfg.out_dir)
     last = result.checkpoints[-1] if result.checkpoints else None
     summary = {

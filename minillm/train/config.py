@@ -10,6 +10,7 @@ from typing import Any
 OPTIMIZERS = ("adamw", "adafactor", "lion")
 STATE_DTYPES = ("float32", "param")
 TRAIN_DTYPES = ("bfloat16", "float16", "float32")
+DPO_LOSSES = ("sigmoid", "ipo")
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
@@ -61,6 +62,14 @@ class TrainConfig:
     lora_targets: tuple[str, ...] = _f(
         LORA_TARGETS, "linear layers to adapt (comma-separated names)"
     )
+    dpo_beta: float = _f(
+        0.1, "DPO beta: strength of the KL tie to the reference model (rewards are beta*logratio)"
+    )
+    dpo_loss: str = _f(
+        "sigmoid",
+        "DPO loss: sigmoid (-log sigmoid(beta*margin)) | ipo ((margin - 1/(2*beta))^2)",
+        choices=DPO_LOSSES,
+    )
     save_interval: int = _f(1000, "save a checkpoint every n steps (0: only at the end)")
     log_interval: int = _f(10, "print a log line and append metrics every n steps")
     keep_last_checkpoints: int = _f(3, "keep the newest n checkpoints (0 keeps all)")
@@ -79,6 +88,7 @@ class TrainConfig:
             ("optimizer", OPTIMIZERS),
             ("optim_state_dtype", STATE_DTYPES),
             ("dtype", TRAIN_DTYPES),
+            ("dpo_loss", DPO_LOSSES),
         ):
             if getattr(self, name) not in allowed:
                 raise ValueError(
@@ -112,6 +122,8 @@ class TrainConfig:
                     f"max_steps={self.max_steps}; set warmup_steps below "
                     f"{self.max_steps} (e.g. {self.max_steps // 10})"
                 )
+        if self.dpo_beta <= 0:
+            raise ValueError(f"dpo_beta={self.dpo_beta} must be > 0")
         if self.epochs <= 0:
             raise ValueError(f"epochs={self.epochs} must be > 0")
         if self.learning_rate <= 0:
