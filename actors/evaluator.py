@@ -58,8 +58,32 @@ def score(model, tok, tasks: list[Task], max_new_tokens: int = 64, batch_size: i
     }
 
 
+def score_gsm8k(model, tok, records: list[dict], max_new_tokens: int = 256, batch_size: int = 16,
+                lang: str = "en") -> dict:  # fmt: skip
+    """Greedy GSM8K accuracy: the extracted final number equals the record's target."""
+    from minillm.data.gsm8k import extract_answer, prompt_messages, same_number
+    from minillm.generate import generate
+
+    ok = 0
+    for b in range(0, len(records), batch_size):
+        chunk = records[b : b + batch_size]
+        prompts = [
+            tok.apply_chat_template(
+                prompt_messages(r["question"], lang), add_generation_prompt=True, tokenize=True
+            )
+            for r in chunk
+        ]
+        gens = generate(model, tok, prompts, max_new_tokens=max_new_tokens, temperature=0.0)
+        ok += sum(
+            same_number(extract_answer(g.text), r["target"])
+            for r, g in zip(chunk, gens, strict=True)
+        )
+    return {"gsm8k_accuracy": ok / max(len(records), 1), "gsm8k_n": len(records)}
+
+
 class Evaluator:
-    """Scores checkpoints on one fixed held-out suite (built once)."""
+    """Scores checkpoints on one fixed held-out suite (built once) and, when given, GSM8K
+    test records."""
 
     def __init__(
         self,
@@ -69,9 +93,12 @@ class Evaluator:
         lang: str = "both",
         max_new_tokens: int = 64,
         exclude: set[str] | None = None,
+        gsm8k: list[dict] | None = None,
+        gsm8k_max_new_tokens: int = 256,
     ):
-        self.tasks = held_out_suite(n, seed, weights, lang, exclude)
+        self.tasks = held_out_suite(n, seed, weights, lang, exclude) if n else []
         self.max_new_tokens = max_new_tokens
+        self.gsm8k, self.gsm8k_max_new_tokens = gsm8k or [], gsm8k_max_new_tokens
         self.metrics = Metrics()
 
     def evaluate(self, checkpoint: str) -> dict:
@@ -83,10 +110,14 @@ class Evaluator:
         path = Path(checkpoint)
         model, tok = load(path)
         model.eval()
-        res = score(model, tok, self.tasks, self.max_new_tokens)
+        res = score(model, tok, self.tasks, self.max_new_tokens) if self.tasks else {}
+        if self.gsm8k:
+            res.update(score_gsm8k(model, tok, self.gsm8k, self.gsm8k_max_new_tokens))
+            self.metrics.set("minillm_gsm8k_accuracy", res["gsm8k_accuracy"])
         state = path / "state.json"
         step = json.loads(state.read_text())["step"] if state.is_file() else None
-        self.metrics.set("minillm_eval_accuracy", res["accuracy"], category="all")
-        for c, a in res["per_category"].items():
+        if "accuracy" in res:
+            self.metrics.set("minillm_eval_accuracy", res["accuracy"], category="all")
+        for c, a in res.get("per_category", {}).items():
             self.metrics.set("minillm_eval_accuracy", a, category=c)
         return {"checkpoint": str(path), "step": step, **res}

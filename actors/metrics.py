@@ -25,6 +25,17 @@ METRICS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "minillm_learner_step": ("gauge", "learner optimizer step", ()),
     "minillm_learner_wait_fraction": ("gauge", "share of learner time spent waiting for data", ()),
     "minillm_eval_accuracy": ("gauge", "held-out synthetic accuracy", ("category",)),
+    "minillm_rollout_tokens_per_second": ("gauge", "rollout worker generation throughput", ()),
+    "minillm_rollout_samples": ("counter", "sampled RL replies", ()),
+    "minillm_rl_reward": ("gauge", "mean reward of the last trained batch", ()),
+    "minillm_rl_pass_rate": ("gauge", "share of correct replies in the last trained batch", ()),
+    "minillm_rl_response_length": ("gauge", "mean reply tokens in the last trained batch", ()),
+    "minillm_rl_staleness": ("gauge", "mean policy versions the trained rollouts lag", ()),
+    "minillm_rl_kl": ("gauge", "k3 KL to the reference (last log window)", ()),
+    "minillm_rl_clip_fraction": ("gauge", "share of clipped tokens (last log window)", ()),
+    "minillm_buffer_groups": ("gauge", "groups waiting in the replay buffer", ()),
+    "minillm_groups_dropped": ("counter", "groups dropped by the buffer", ("reason",)),
+    "minillm_gsm8k_accuracy": ("gauge", "greedy GSM8K test accuracy", ()),
 }
 
 

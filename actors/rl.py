@@ -1,0 +1,433 @@
+"""The GSM8K RL run: rollout workers sample groups with the newest policy while the learner
+takes GRPO steps on earlier groups; the evaluator scores its checkpoints.
+
+    driver ── prompt indices + [weights ref, version] ──► rollout-i ── Arrow groups ──► buffer
+       ▲                                                                                 │
+       └── learner.weights(): newest (version, ref) ◄── learner (GRPO step, publish) ◄───┘
+                                             checkpoints ──► evaluator (GSM8K test, bench)
+
+Workers switch to the newest published version between batches; the buffer drops groups more
+than `max_staleness` versions old, so rollout and training overlap with bounded off-policyness
+(importance ratios against the recorded behaviour log-probs correct for the lag).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import sys
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from actors.distill import DistillError, init_ray
+from actors.metrics import Metrics
+
+
+@dataclass
+class RLConfig:
+    """Every setting of an RL run (launch/rl.py maps flags and env vars here)."""
+
+    out_dir: str = "out/mlx_rl"
+    init_from: str = ""
+    ref_from: str | None = None
+    data_path: str = "gsm8k:train"
+    eval_data_path: str = "gsm8k:test"
+    data_dir: str = "dataset/gsm8k"
+    hf_endpoint: str | None = None
+    limit: int | None = None
+    workers: int = 2
+    samples_per_prompt: int = 8
+    num_rollouts: int = 64  # samples per optimizer step (prompts per step = this / G)
+    prompts_per_rollout: int = 4  # prompts in one worker call
+    max_new_tokens: int = 256
+    temperature: float = 0.7
+    top_p: float = 0.95
+    format_weight: float = 0.0
+    clip_eps: float = 0.2
+    clip_eps_high: float | None = None
+    beta: float = 0.0
+    scale_std: bool = True
+    dynamic_sampling: bool = True
+    max_staleness: int = 1
+    max_buffer_groups: int = 0  # 0: two steps' worth
+    seed: int = 1337
+    lang: str = "en"
+    train: dict = field(default_factory=dict)
+    iters: int = 5
+    run_eval: bool = True
+    run_bench: bool = False
+    gsm8k_eval_num: int = 200
+    eval_max_new_tokens: int = 256
+    bench_samples: int = 64
+    address: str | None = None
+    resume: bool = False
+    num_cpus: int | None = None
+    learner_cpus: float = 1.0
+    learner_gpus: float = 0.0
+    worker_gpus: float = 0.0
+    dashboard_host: str = "127.0.0.1"
+    dashboard_port: int = 8265
+    status_interval_s: float = 10.0
+    sequential: bool = False  # rollout, then train, no overlap (the baseline of bench_rl)
+
+    def __post_init__(self):
+        if not self.init_from:
+            raise ValueError("RL needs --init_from CKPT (an SFT'd model; see --warmup_steps)")
+        G = self.samples_per_prompt
+        if G < 2:
+            raise ValueError("samples_per_prompt must be >= 2: GRPO compares replies in a group")
+        if self.num_rollouts % G:
+            raise ValueError(
+                f"num_rollouts={self.num_rollouts} must be a multiple of samples_per_prompt={G}"
+            )
+        self.train = {"out_dir": self.out_dir, **self.train}
+        if not self.train.get("max_steps"):
+            raise ValueError("set MAX_STEPS (--max_steps) for an RL run")
+
+    @property
+    def groups_per_step(self) -> int:
+        return self.num_rollouts // self.samples_per_prompt
+
+    @property
+    def steps_per_iter(self) -> int:
+        return math.ceil(self.train["max_steps"] / max(self.iters, 1))
+
+    def grpo(self) -> dict:
+        return {
+            "group_size": self.samples_per_prompt,
+            "clip_eps": self.clip_eps,
+            "clip_eps_high": self.clip_eps_high,
+            "beta": self.beta,
+            "scale_std": self.scale_std,
+            "dynamic_sampling": self.dynamic_sampling,
+            "max_staleness": self.max_staleness,
+            "temperature": self.temperature,
+        }
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def load_records(cfg: RLConfig, spec: str, limit: int | None) -> list[dict]:
+    from minillm.data.gsm8k import load_gsm8k
+
+    return load_gsm8k(spec, data_dir=cfg.data_dir, hf_endpoint=cfg.hf_endpoint, limit=limit)
+
+
+class RLRun:
+    """One RL run inside an initialised Ray (see `run`)."""
+
+    def __init__(self, cfg: RLConfig, records: list[dict], eval_records: list[dict]):
+        import ray
+
+        from actors.buffer import ReplayBuffer
+        from actors.evaluator import Evaluator
+        from actors.rl_learner import RLLearner
+        from actors.rollout import RolloutWorker
+        from minillm.train.loop import MetricsLog
+        from minillm.train.state import find_checkpoint, load_state
+
+        self.ray, self.cfg = ray, cfg
+        out = Path(cfg.out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        self.log = MetricsLog(out)
+        self.metrics = Metrics()
+        self.buffer = (
+            ray.remote(ReplayBuffer)
+            .options(name="buffer", num_cpus=0, max_concurrency=8)
+            .remote(cfg.samples_per_prompt, cfg.max_staleness, cfg.dynamic_sampling)
+        )
+        recs = ray.put(records)
+        self.workers = [
+            ray.remote(RolloutWorker)
+            .options(name=f"rollout-{i}", num_cpus=0, num_gpus=cfg.worker_gpus, max_restarts=-1)
+            .remote(
+                i,
+                cfg.init_from,
+                recs,
+                cfg.samples_per_prompt,
+                cfg.max_new_tokens,
+                cfg.temperature,
+                cfg.top_p,
+                cfg.format_weight,
+                cfg.seed,
+                cfg.lang,
+            )  # fmt: skip
+            for i in range(cfg.workers)
+        ]
+        self.learner = (
+            ray.remote(RLLearner)
+            .options(
+                name="learner",
+                num_cpus=cfg.learner_cpus,
+                num_gpus=cfg.learner_gpus,
+                max_concurrency=4,
+            )
+            .remote(
+                self.buffer,
+                cfg.train,
+                cfg.grpo(),
+                cfg.init_from,
+                cfg.groups_per_step,
+                cfg.train["max_steps"],
+                cfg.ref_from,
+                cfg.resume,
+            )  # fmt: skip
+        )
+        self.evaluator = None
+        if cfg.run_eval or cfg.run_bench:
+            self.evaluator = (
+                ray.remote(Evaluator)
+                .options(name="evaluator", num_cpus=0)
+                .remote(
+                    cfg.bench_samples if cfg.run_bench else 0,
+                    10_000,
+                    None,
+                    "both",
+                    64,
+                    None,
+                    eval_records if cfg.run_eval else None,
+                    cfg.eval_max_new_tokens,
+                )
+            )
+        self.actors = [a for a in (self.buffer, *self.workers, self.learner, self.evaluator) if a]
+        t = time.time()
+        ray.get([w.ping.remote() for w in self.workers])
+        print(f"[rl] {cfg.workers} rollout workers ready in {time.time() - t:.1f}s", flush=True)
+        consumed: set[int] = set()
+        start = find_checkpoint(cfg.out_dir) if cfg.resume else None
+        if start is not None:
+            cursor = load_state(start).cursor or {}
+            consumed = set(cursor.get("consumed", []))
+        self.consumed = consumed
+        self.next_prompt = 0
+        self.todo: deque[int] = deque()
+        self.outstanding: dict[Any, tuple[int, list[int]]] = {}
+        self.adds: set = set()
+        self.weights: tuple[int, list] | None = None
+        self.rollout_tokens, self.rollout_seconds = 0, 0.0
+        self.rollout_stats: list[dict] = []
+        self.evals: list[dict] = []
+        self.eval_ref = None
+        self.evaluated: set[int] = set()
+        self.reissued = 0
+        self.buffered = 0
+        self.good = 0  # informative groups added so far (sequential rounds count these)
+        self.round_version: int | None = None
+        self.round_good = 0
+
+    def take_prompts(self, n: int) -> list[int]:
+        out = []
+        while len(out) < n:
+            if self.todo:
+                out.append(self.todo.popleft())
+                continue
+            i = self.next_prompt
+            self.next_prompt += 1
+            if i not in self.consumed:
+                out.append(i)
+        return out
+
+    def issue(self) -> None:
+        """Hand prompts to idle workers. Overlapped (default): while buffered + in-flight
+        groups stay under the cap. Sequential: one round of `groups_per_step` informative
+        groups per policy version, started only once the learner published the next version."""
+        cfg = self.cfg
+        if self.weights is None:
+            return
+        version, ref = self.weights
+        cap = cfg.max_buffer_groups or 2 * cfg.groups_per_step
+        for wi, w in enumerate(self.workers):
+            if any(o[0] == wi for o in self.outstanding.values()):
+                continue
+            in_flight = sum(len(o[1]) for o in self.outstanding.values())
+            n = cfg.prompts_per_rollout
+            if cfg.sequential:
+                got = self.good - self.round_good
+                if self.round_version is None or (
+                    got >= cfg.groups_per_step and version > self.round_version
+                ):
+                    self.round_version, self.round_good, got = version, self.good, 0
+                need = cfg.groups_per_step - got - in_flight
+                if need <= 0:
+                    continue
+                n = min(n, need)
+            elif self.buffered + in_flight >= cap:
+                continue
+            idx = self.take_prompts(n)
+            t, s = w.rollout.options(num_returns=2).remote(idx, ref, version)
+            self.outstanding[s] = (wi, idx, t)
+
+    def loop(self) -> dict:
+        ray, cfg = self.ray, self.cfg
+        t0 = time.time()
+        train_ref = self.learner.run.remote()
+        result, last_print, weights_ref = None, 0.0, None
+        stats_ref, last_poll = None, 0.0
+        while True:
+            if weights_ref is None and stats_ref is None and time.time() - last_poll >= 0.25:
+                weights_ref, stats_ref = self.learner.weights.remote(), self.buffer.stats.remote()
+                last_poll = time.time()
+            self.issue()
+            waits = [*self.outstanding, *self.adds]
+            waits += [r for r in (weights_ref, stats_ref) if r is not None]
+            if result is None:
+                waits.append(train_ref)
+            ready, _ = ray.wait(waits, num_returns=1, timeout=0.2)
+            for ref in ready:
+                if ref in self.outstanding:
+                    wi, idx, table = self.outstanding.pop(ref)
+                    try:
+                        st = ray.get(ref)
+                    except ray.exceptions.RayActorError:
+                        self.reissued += 1
+                        self.todo.extendleft(reversed(idx))
+                        continue
+                    self.rollout_tokens += st["tokens"]
+                    self.rollout_seconds += st["seconds"]
+                    self.rollout_stats.append(st)
+                    self.adds.add(self.buffer.add.remote(table))
+                elif ref in self.adds:
+                    self.adds.discard(ref)
+                    info = ray.get(ref)
+                    self.buffered = info["depth"]
+                    self.good = info["added"] - info["flat"]
+                elif ref == weights_ref:
+                    w = ray.get(ref)
+                    if w is not None:
+                        self.weights = w
+                    weights_ref = None
+                elif ref == stats_ref:
+                    info = ray.get(ref)
+                    self.buffered, self.good = info["depth"], info["added"] - info["flat"]
+                    stats_ref = None
+                elif ref == train_ref:
+                    try:
+                        result = ray.get(ref)
+                    except ray.exceptions.RayTaskError as e:
+                        if isinstance(e.cause, (ValueError, FileNotFoundError)):
+                            raise DistillError(f"learner: {e.cause}") from None
+                        raise
+            self.maybe_eval()
+            if time.time() - last_print >= cfg.status_interval_s:
+                last_print = time.time()
+                tok_s = self.rollout_tokens / max(time.time() - t0, 1e-9)
+                print(
+                    f"[rl] t={time.time() - t0:.0f}s version={self.weights[0] if self.weights else '-'} "
+                    f"buffered={self.buffered} rollout_tok/s={tok_s:.0f}",
+                    flush=True,
+                )
+            if result is not None:
+                break
+        for ref in list(self.outstanding):  # rollouts of a finished run are not needed
+            ray.cancel(ref)
+        self.maybe_eval(final=True)
+        return {
+            "learner": {k: v for k, v in result.items() if k != "losses"},
+            "losses": result["losses"],
+            "evals": self.evals,
+            "rollout_tok_s": self.rollout_tokens / max(self.rollout_seconds, 1e-9),
+            "rollouts": self.rollout_stats,
+            "reissued": self.reissued,
+            "seconds": time.time() - t0,
+        }
+
+    def maybe_eval(self, final: bool = False) -> None:
+        from minillm.train.state import list_checkpoints
+
+        if self.evaluator is None:
+            return
+        if self.eval_ref is not None:
+            ready, _ = self.ray.wait([self.eval_ref], timeout=None if final else 0)
+            if not ready:
+                return
+            ref, self.eval_ref = self.eval_ref, None
+            try:
+                self.record_eval(self.ray.get(ref))
+            except self.ray.exceptions.RayTaskError as e:
+                print(f"[rl] evaluation failed: {e.cause!r}", flush=True)
+        ckpts = list_checkpoints(self.cfg.out_dir)
+        if not ckpts:
+            return
+        step, path = ckpts[-1]
+        due = final or step % self.cfg.steps_per_iter == 0
+        if step not in self.evaluated and due:
+            self.evaluated.add(step)
+            self.eval_ref = self.evaluator.evaluate.remote(str(path))
+            if final:
+                self.maybe_eval(final=True)
+
+    def record_eval(self, res: dict) -> None:
+        self.evals.append(res)
+        parts = [f"step={res['step']}"]
+        if "gsm8k_accuracy" in res:
+            parts.append(f"gsm8k={res['gsm8k_accuracy']:.3f} (n={res['gsm8k_n']})")
+        if "accuracy" in res:
+            parts.append(f"bench={res['accuracy']:.3f} (n={res['n']})")
+        print("[eval] " + " ".join(parts), flush=True)
+        self.log.write({"event": "eval", **res, "time": time.time()})
+
+    def shutdown(self) -> None:
+        for a in self.actors:
+            try:
+                self.ray.kill(a)
+            except Exception as e:  # noqa: BLE001 - shown, not swallowed
+                print(f"[rl] could not stop an actor: {e!r}", file=sys.stderr)
+
+
+def evaluate_start(cfg: RLConfig, eval_records: list[dict]) -> dict:
+    """GSM8K accuracy of `init_from` before RL (in this process)."""
+    from actors.evaluator import score_gsm8k
+    from minillm.checkpoint import load
+
+    model, tok = load(cfg.init_from)
+    model.eval()
+    return score_gsm8k(model, tok, eval_records, cfg.eval_max_new_tokens, lang=cfg.lang)
+
+
+def run(cfg: RLConfig, eval_before: bool = False) -> dict:
+    """An RL run to `max_steps`; starts (and stops) a local Ray unless one is running."""
+    from minillm.checkpoint import resolve_checkpoint
+
+    out = Path(cfg.out_dir)
+    if not cfg.resume and (out / "checkpoints").is_dir():
+        raise ValueError(f"{out} already holds an RL run: pass --resume, or choose another out_dir")
+    ck = resolve_checkpoint(cfg.init_from)
+    if not (ck / "config.json").is_file():
+        raise FileNotFoundError(
+            f"--init_from {cfg.init_from}: no checkpoint there (config.json missing)"
+        )
+    cfg.init_from = str(ck)
+    records = load_records(cfg, cfg.data_path, cfg.limit)
+    eval_records = []
+    if cfg.run_eval:
+        eval_records = load_records(cfg, cfg.eval_data_path, cfg.gsm8k_eval_num or None)
+    before = evaluate_start(cfg, eval_records) if eval_before and eval_records else None
+    if before:
+        print(f"[eval] before RL: gsm8k={before['gsm8k_accuracy']:.3f} (n={before['gsm8k_n']})")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "rl.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n", encoding="utf-8")
+    started = init_ray(cfg)
+    r = None
+    try:
+        r = RLRun(cfg, records, eval_records)
+        res = r.loop()
+    finally:
+        if r is not None:
+            r.shutdown()
+        if started:
+            import ray
+
+            ray.shutdown()
+    res["before"] = before
+    try:
+        from minillm.rl.plots import plot_rl
+
+        res["plots"] = [str(p) for p in plot_rl(out)]
+    except (FileNotFoundError, ValueError) as e:
+        print(f"[rl] no plots: {e}", file=sys.stderr)
+    return res
