@@ -16,7 +16,7 @@ from typing import Any
 import mlx.core as mx
 import mlx.nn as nn
 
-from minillm.model import Model, ModelArgs
+from minillm.model import MOE_MODEL_TYPE, Model, ModelArgs
 from minillm.tokenizer import Tokenizer, load_tokenizer
 
 DTYPES = {"float32": mx.float32, "bfloat16": mx.bfloat16, "float16": mx.float16}
@@ -57,6 +57,7 @@ def hf_config(args: ModelArgs, dtype: mx.Dtype) -> dict[str, Any]:
     cfg = args.to_dict()
     cfg.update(
         architectures=["MiniLLMMoEForCausalLM" if args.use_moe else "LlamaForCausalLM"],
+        model_type=MOE_MODEL_TYPE if args.use_moe else "llama",
         torch_dtype=DTYPE_NAMES[dtype],
         attention_dropout=0.0,
         initializer_range=0.02,
@@ -134,6 +135,8 @@ def read_config(path: Path) -> ModelArgs:
         cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
         if not isinstance(cfg, dict):
             raise ValueError("top level is not a JSON object")
+        if cfg.get("model_type") == MOE_MODEL_TYPE:  # a llama-family model with MoE MLPs
+            cfg = {**cfg, "model_type": "llama"}
         return ModelArgs.from_dict(cfg)
     except (ValueError, TypeError) as e:
         raise ValueError(

@@ -54,6 +54,11 @@ MOE_KEYS = (
 )
 
 
+# MoE checkpoints name their own model type, so transformers refuses them with a clear error
+# instead of loading them as Llama with freshly initialised MLPs (`minillm export hf` converts).
+MOE_MODEL_TYPE = "minillm_moe"
+
+
 @dataclass
 class ModelArgs:
     """Model config. Field names are those of Hugging Face `LlamaConfig`."""

@@ -295,3 +295,17 @@ def test_export_refuses_what_does_not_fit(tmp_path):
         export_hf(ck2, tmp_path / "hf")
     with pytest.raises(ValueError, match="GGUF export of MoE"):
         export_main(["gguf", str(ck), str(tmp_path / "m.gguf")])
+
+
+def test_transformers_refuses_a_raw_moe_folder(tmp_path):
+    """A MoE folder names its own model_type: transformers stops with an error instead of
+    loading it as Llama with freshly initialised MLPs."""
+    from transformers import AutoModelForCausalLM
+
+    from minillm.checkpoint import save_model
+
+    model, tok = make_tiny(seed=3, **MOE)
+    out = save_model(tmp_path / "moe", model, tok)
+    assert json.loads((out / "config.json").read_text())["model_type"] == "minillm_moe"
+    with pytest.raises((ValueError, KeyError)):
+        AutoModelForCausalLM.from_pretrained(out)

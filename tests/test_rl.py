@@ -1,0 +1,170 @@
+"""GSM8K-format GRPO on a real local Ray cluster (one per module): rollouts overlap training with
+versioned weights inside the staleness bound, every prompt is trained at most once, the learner
+and evaluator report through metrics.jsonl, plots and Prometheus, and a resumed run repeats no
+prompt. (Held-out accuracy gains are not asserted: on this CPU a tiny model's greedy accuracy
+swung 0.31 -> 0.58 -> 0.22 over 40 GRPO steps; see the README.)"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from actors.distill import runtime_env
+from actors.rl import RLConfig, run
+from minillm.data.gsm8k import sft_record
+
+ray = pytest.importorskip("ray")
+ROOT = Path(__file__).resolve().parent.parent
+MODEL = ["--hidden_size", "128", "--num_hidden_layers", "2", "--num_attention_heads", "4",
+         "--num_key_value_heads", "2", "--intermediate_size", "384"]  # fmt: skip
+NAMES = ["Tom", "Ana", "Li", "Sam", "Mia", "Raj", "Eva", "Kai"]
+ITEMS = ["apples", "pens", "cards", "books", "coins", "stamps"]
+
+
+def sums_set(n: int, seed: int) -> list[dict]:
+    """GSM8K-format one-digit sums with a uniform answer 0..9 (`#### n`)."""
+    rng, out = random.Random(seed), []
+    for _ in range(n):
+        s = rng.randint(0, 9)
+        a = rng.randint(0, s)
+        q = f"{rng.choice(NAMES)} has {a} {rng.choice(ITEMS)} and gets {s - a} more. How many now?"
+        out.append({"question": q, "answer": f"{a} + {s - a} = <<{a}+{s - a}={s}>>{s}\n#### {s}"})
+    return out
+
+
+def write_jsonl(path: Path, recs: list[dict]) -> str:
+    path.write_text("".join(json.dumps(r) + "\n" for r in recs), encoding="utf-8")
+    return str(path)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def cluster():
+    ray.init(
+        num_cpus=2,
+        namespace="minillm",
+        include_dashboard=True,
+        dashboard_host="127.0.0.1",
+        dashboard_port=0,
+        _node_ip_address="127.0.0.1",
+        _system_config={"metrics_report_interval_ms": 1000},
+        runtime_env=runtime_env(),
+    )
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """Train/test files and an SFT start (60 steps on the train solutions, OpenBLAS process)."""
+    d = tmp_path_factory.mktemp("rl")
+    train = sums_set(2000, 0)
+    paths = {"train": write_jsonl(d / "train.jsonl", train),
+             "test": write_jsonl(d / "test.jsonl", sums_set(64, 1))}  # fmt: skip
+    from minillm.data.gsm8k import load_gsm8k
+
+    sft = d / "sft.jsonl"
+    recs = load_gsm8k(paths["train"])
+    sft.write_text("".join(json.dumps(sft_record(r)) + "\n" for r in recs), encoding="utf-8")
+    cmd = [sys.executable, "-m", "minillm.train", "--task", "sft", "--data_path", str(sft),
+           "--out_dir", str(d / "sft"), "--preset", "custom", *MODEL, "--dtype", "float32",
+           "--seq_len", "96", "--batch_size", "8", "--max_steps", "60", "--warmup_steps", "3",
+           "--learning_rate", "3e-3", "--save_interval", "60", "--shuffle_buffer", "1000",
+           "--seed", "0"]  # fmt: skip
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
+                       env={**os.environ, "PYTHONPATH": str(ROOT)})  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    return {**paths, "sft": str(d / "sft")}
+
+
+def config(data: dict, out: Path, **kw) -> RLConfig:
+    train = dict(dtype="float32", seq_len=96, max_steps=40, learning_rate=1e-3,
+                 warmup_steps=0, min_lr_ratio=1.0, save_interval=20, log_interval=5,
+                 keep_last_checkpoints=0, seed=0)  # fmt: skip
+    train.update(kw.pop("train", {}))
+    base = dict(out_dir=str(out), init_from=data["sft"], data_path=data["train"],
+                eval_data_path=data["test"], workers=1, samples_per_prompt=8, num_rollouts=32,
+                prompts_per_rollout=4, max_new_tokens=12, temperature=1.0, top_p=1.0,
+                train=train, iters=2, run_eval=True, run_bench=False, gsm8k_eval_num=64,
+                eval_max_new_tokens=12, learner_cpus=0, status_interval_s=5.0)  # fmt: skip
+    return RLConfig(**{**base, **kw})
+
+
+def scrape() -> str:
+    node = ray.nodes()[0]
+    return httpx.get(
+        f"http://{node['NodeManagerAddress']}:{node['MetricsExportPort']}/metrics"
+    ).text
+
+
+def rl_events(out: Path) -> list[dict]:
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    return [r for r in map(json.loads, lines) if r.get("event") == "rl"]
+
+
+def test_rollouts_overlap_training_with_versioned_weights(data, tmp_path):
+    seen = {"metrics": ""}
+    done = threading.Event()
+
+    def watch():
+        while not done.is_set():
+            try:
+                text = scrape()
+                if "minillm_rl_reward" in text:
+                    seen["metrics"] = text
+            except httpx.HTTPError:
+                pass
+            done.wait(1.0)
+
+    w = threading.Thread(target=watch, daemon=True)
+    w.start()
+    cfg = config(data, tmp_path / "run", train=dict(max_steps=20, save_interval=10))
+    res = run(cfg, eval_before=True)
+    done.set()
+    w.join()
+    before = res["before"]["gsm8k_accuracy"]
+    after = res["evals"][-1]["gsm8k_accuracy"]
+    print(f"GSM8K-format accuracy {before:.3f} -> {after:.3f}; {res['seconds']:.0f}s")
+    assert [e["step"] for e in res["evals"]] == [10, 20] and 0 <= after <= 1
+    ev = rl_events(tmp_path / "run")
+    assert [e["step"] for e in ev] == list(range(1, 21))
+    # overlap: rollouts ran with policy versions the learner published while it trained
+    versions = {r["version"] for r in res["rollouts"]}
+    assert len(versions) > 5 and max(versions) >= 15
+    assert max(e["staleness"] for e in ev) <= 1  # the buffer's bound
+    assert any(e["staleness"] > 0 for e in ev)  # trained on rollouts made while training
+    trained = [i for e in ev for i in e["prompts"]]
+    assert len(trained) == len(set(trained)) == 20 * 4
+    text = seen["metrics"] + scrape()
+    for name in ("minillm_rl_reward", "minillm_rl_pass_rate", "minillm_rl_staleness",
+                 "minillm_rollout_tokens_per_second", "minillm_gsm8k_accuracy",
+                 "minillm_learner_loss", "minillm_rl_clip_fraction"):  # fmt: skip
+        assert f"ray_{name}" in text, name
+    plots = {Path(p).name for p in res["plots"]}
+    assert {"reward.png", "pass_rate.png", "gsm8k_accuracy.png", "loss.png"} <= plots
+
+
+def test_resume_repeats_no_prompt(data, tmp_path):
+    out = tmp_path / "resume"
+    first = run(config(data, out, train=dict(max_steps=4, save_interval=2), run_eval=False))
+    assert first["learner"]["step"] == 4
+    cfg = config(data, out, train=dict(max_steps=8, save_interval=2), run_eval=False, resume=True)
+    second = run(cfg)
+    assert second["learner"]["step"] == 8
+    run_json = json.loads((out / "run.json").read_text())
+    assert run_json["start_step"] == 4
+    ev = rl_events(out)
+    assert [e["step"] for e in ev] == list(range(1, 9))
+    trained = [i for e in ev for i in e["prompts"]]
+    assert len(trained) == len(set(trained)) == 8 * 4
+    time.sleep(0)  # nothing else: the cursor is in the checkpoint
+    state = json.loads((out / "checkpoints" / "step_00000008" / "state.json").read_text())
+    assert set(trained) <= set(state["cursor"]["consumed"])

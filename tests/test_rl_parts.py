@@ -1,0 +1,95 @@
+"""RL actor parts as plain objects (no Ray): replay buffer, GRPO batch stream, prompt order,
+weight snapshots."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import mlx.core as mx
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from actors.buffer import ReplayBuffer
+from actors.rl_learner import GroupStream
+from actors.rollout import SCHEMA, PromptOrder
+from actors.weights import load_snapshot, snapshot
+from minillm.rl.grpo import GRPOConfig
+from tests.conftest import make_tiny
+
+
+def groups_table(prompts: dict[int, list[float]], version: int = 0) -> pa.Table:
+    cols = {k: [] for k in SCHEMA.names}
+    for i, rewards in prompts.items():
+        for j, r in enumerate(rewards):
+            row = dict(prompt_index=i, sample=j, version=version, prompt_ids=[1, 5, 6],
+                       tokens=[7, 8 + j, 2], logprobs=[-1.0, -0.5, -0.1], reward=r,
+                       correct=r > 0, finish="stop")  # fmt: skip
+            for k, v in row.items():
+                cols[k].append(v)
+    return pa.Table.from_pydict(cols, schema=SCHEMA)
+
+
+def test_buffer_keeps_groups_whole_and_drops_flat_and_stale():
+    buf = ReplayBuffer(group_size=4, max_staleness=1)
+    info = buf.add(groups_table({0: [1, 0, 0, 1], 1: [0, 0, 0, 0], 2: [1, 1, 1, 1]}, version=0))
+    assert info["depth"] == 1 and info["flat"] == 2
+    buf.add(groups_table({3: [0, 1, 0, 0]}, version=2))
+    got = buf.take(2, version=2, timeout=0.1)  # prompt 0 is two versions old: dropped
+    assert [g.column("prompt_index")[0].as_py() for g in got["groups"]] == [3]
+    assert all(len(g) == 4 for g in got["groups"])
+    assert sorted(got["dropped"]["flat"]) == [1, 2] and got["dropped"]["stale"] == [0]
+    assert buf.take(1, 2, timeout=0.05)["dropped"] == {"flat": [], "stale": []}  # reported once
+    with pytest.raises(ValueError, match="group of 4"):
+        buf.add(groups_table({9: [1, 0]}))
+
+
+def test_buffer_take_waits_for_add():
+    buf = ReplayBuffer(group_size=2, max_staleness=5, dynamic_sampling=False)
+    threading.Timer(0.3, lambda: buf.add(groups_table({4: [1, 0]}))).start()
+    t0 = time.monotonic()
+    got = buf.take(1, 0, timeout=5.0)
+    assert len(got["groups"]) == 1 and 0.2 < time.monotonic() - t0 < 3.0
+
+
+def test_group_stream_batches_advantages_and_cursor():
+    _, tok = make_tiny()
+    buf = ReplayBuffer(group_size=4, max_staleness=1)
+    buf.add(groups_table({0: [1, 0, 0, 1], 1: [0, 0, 0, 0], 2: [0, 1, 0, 0], 3: [1, 1, 0, 0]}))
+    stream = GroupStream(buf.take, tok, 2, GRPOConfig(group_size=4), seq_len=16)
+    b = next(stream)
+    assert b["inputs"].shape[0] == 8 and b["mask"].sum() == 8 * 3
+    np.testing.assert_allclose(b["adv"][:4], [1, -1, -1, 1], atol=1e-4)
+    assert b["adv"][4:].sum() == pytest.approx(0, abs=1e-5) and b["adv"][5] > 0
+    np.testing.assert_allclose(b["old_logp"][0][b["mask"][0] == 1], [-1.0, -0.5, -0.1], rtol=1e-6)
+    assert stream.last["prompts"] == [0, 2] and stream.last["pass_rate"] == pytest.approx(3 / 8)
+    assert stream.consumed == {0, 1, 2}  # the flat group counts as consumed
+    state = stream.state()
+    again = GroupStream(buf.take, tok, 2, GRPOConfig(group_size=4), seq_len=16)
+    again.restore(state)
+    assert again.consumed == {0, 1, 2}
+    stream.stop.set()
+    with pytest.raises(StopIteration):
+        next(stream)  # one group left, then stopped while waiting
+    with pytest.raises(ValueError, match="RL cursor"):
+        again.restore({"version": 1, "kind": "shards"})
+
+
+def test_prompt_order_is_a_permutation_per_epoch():
+    order = PromptOrder(10, seed=3)
+    first = [order(i) for i in range(10)]
+    second = [order(i) for i in range(10, 20)]
+    assert sorted(first) == sorted(second) == list(range(10)) and first != second
+    assert [PromptOrder(10, 3)(i) for i in range(10)] == first
+
+
+def test_weight_snapshot_round_trip_bf16():
+    a, _ = make_tiny(seed=1, dtype="bfloat16")
+    b, _ = make_tiny(seed=2, dtype="bfloat16")
+    snap = snapshot(a)
+    assert all(isinstance(v[0], np.ndarray) for v in snap.values())
+    load_snapshot(b, snap)
+    x = mx.array([[1, 2, 3, 4]])
+    assert mx.array_equal(a(x), b(x)).item()
+    assert all(v.dtype == mx.bfloat16 for v in [b(x)])
