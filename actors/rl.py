@@ -53,7 +53,7 @@ class RLConfig:
     scale_std: bool = True
     dynamic_sampling: bool = True
     max_staleness: int = 1
-    max_buffer_groups: int = 0  # 0: two steps' worth
+    max_buffer_groups: int = 0  # 0: groups_per_step x max_staleness (buffered + in flight)
     seed: int = 1337
     lang: str = "en"
     train: dict = field(default_factory=dict)
@@ -240,7 +240,8 @@ class RLRun:
         if self.weights is None:
             return
         version, ref = self.weights
-        cap = cfg.max_buffer_groups or 2 * cfg.groups_per_step
+        # at most one step ahead per version of allowed staleness: more would only go stale
+        cap = cfg.max_buffer_groups or cfg.groups_per_step * max(1, cfg.max_staleness)
         for wi, w in enumerate(self.workers):
             if any(o[0] == wi for o in self.outstanding.values()):
                 continue

@@ -97,3 +97,33 @@ def test_rollout_rejects_greedy():
     model, tok = make_tiny()
     with pytest.raises(ValueError, match="temperature"):
         rollout(model, tok, [[1, 2]], 2, temperature=0.0)
+
+
+def test_grpo_steps_move_logprobs_with_the_advantage(tmp_path):
+    """On a fixed on-policy batch, a few GRPO steps raise the log-probs of positive-advantage
+    replies and lower those of negative ones (the sign of the update is right)."""
+    from minillm.train import train
+    from minillm.train.config import TrainConfig
+
+    model, tok = make_tiny(seed=4)
+    prompts = [tok.encode("2+3="), tok.encode("7+1=")]
+    groups = rollout(model, tok, prompts, 4, max_new_tokens=8, temperature=1.0, seed=1)
+    samples = [s for g in groups for s in g]
+    adv = [1.0, -1.0, 1.0, -1.0] * 2
+    flat_p = [p for p in prompts for _ in range(4)]
+    b = build_batch(flat_p, [s.tokens for s in samples], [s.logprobs for s in samples], adv,
+                    tok.pad_id)  # fmt: skip
+    arr = {k: mx.array(v) for k, v in b.items() if isinstance(v, np.ndarray)}
+
+    def seq_logp():
+        lp = token_logprobs(model, arr["inputs"], arr["targets"], 1.0)
+        return np.array((lp * arr["mask"]).sum(axis=1))
+
+    start = seq_logp()
+    cfg = TrainConfig(out_dir=str(tmp_path), dtype="float32", max_steps=5, learning_rate=1e-3,
+                      warmup_steps=0, min_lr_ratio=1.0, weight_decay=0.0, save_interval=0,
+                      log_interval=5, compile=False)  # fmt: skip
+    train(model, make_grpo_loss(GRPOConfig(clip_eps=10.0)), [b] * 5, cfg, tokenizer=tok)
+    delta = seq_logp() - start
+    pos, neg = delta[np.array(adv) > 0], delta[np.array(adv) < 0]
+    assert (pos > 0).all() and (neg < 0).all(), (pos, neg)
