@@ -219,6 +219,7 @@ class RLRun:
         self.good = 0  # informative groups added so far (sequential rounds count these)
         self.round_version: int | None = None
         self.round_good = 0
+        self.warned = False
 
     def take_prompts(self, n: int) -> list[int]:
         out = []
@@ -263,6 +264,19 @@ class RLRun:
             t, s = w.rollout.options(num_returns=2).remote(idx, ref, version)
             self.outstanding[s] = (wi, idx, t)
 
+    def warn_flat(self, info: dict) -> None:
+        """Say so when dynamic sampling keeps dropping groups (a policy that gets every
+        reply of most prompts wrong gives GRPO nothing to learn from)."""
+        flat, added = info["flat"], info["added"]
+        if added >= 20 * self.cfg.groups_per_step and flat / added > 0.9 and not self.warned:
+            self.warned = True
+            print(
+                f"[rl] warning: {flat} of {added} groups had equal rewards and were dropped; the "
+                "policy is too weak for this task: warm it up (--warmup_steps) or pass "
+                "--no_dynamic_sampling",
+                flush=True,
+            )
+
     def loop(self) -> dict:
         ray, cfg = self.ray, self.cfg
         t0 = time.time()
@@ -297,6 +311,7 @@ class RLRun:
                     info = ray.get(ref)
                     self.buffered = info["depth"]
                     self.good = info["added"] - info["flat"]
+                    self.warn_flat(info)
                 elif ref == weights_ref:
                     w = ray.get(ref)
                     if w is not None:

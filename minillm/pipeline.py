@@ -1,10 +1,11 @@
-"""`minillm pipeline`: download -> pretrain -> SFT -> [distill] -> infer, resuming stages that
-have checkpoints.
+"""`minillm pipeline`: download -> pretrain -> SFT -> [distill] -> [RL] -> infer, resuming stages
+that have checkpoints.
 
     minillm pipeline --smoke-test      # shipped data, tiny model, no network, a few minutes on CPU;
                                        # its distill stage runs the Ray actor system (oracle teacher)
     minillm pipeline                   # MiniMind data, 200mb preset, bf16
     minillm pipeline --distill         # + distillation from the Ollama teacher at OLLAMA_URL
+    minillm pipeline --rl              # + GSM8K GRPO (downloads openai/gsm8k)
     minillm pipeline -- --compile      # everything after `--` goes to both training stages
 
 Settings come from environment variables named as in the predecessor's run_mlx.sh (OUT_DIR,
@@ -70,6 +71,16 @@ def settings(smoke: bool) -> dict[str, str]:
             DISTILL_LR="1e-3",
             DISTILL_EVAL_SAMPLES="16",
             DISTILL_EVAL_MAX_NEW_TOKENS="48",
+            RL_DATA="generated",
+            RL_EVAL_DATA="generated",
+            RL_MAX_STEPS="4",
+            NUM_ROLLOUTS="16",
+            SAMPLES_PER_PROMPT="4",
+            MAX_NEW_TOKENS="32",
+            RL_LR="1e-4",
+            RL_SEQ_LEN="192",
+            ROLLOUT_WORKERS="1",
+            GSM8K_EVAL_NUM="16",
         )
     else:
         d = dict(
@@ -102,6 +113,16 @@ def settings(smoke: bool) -> dict[str, str]:
             DISTILL_LR="1e-4",
             DISTILL_EVAL_SAMPLES="64",
             DISTILL_EVAL_MAX_NEW_TOKENS="128",
+            RL_DATA="gsm8k:train",
+            RL_EVAL_DATA="gsm8k:test",
+            RL_MAX_STEPS="1000",
+            NUM_ROLLOUTS="64",
+            SAMPLES_PER_PROMPT="8",
+            MAX_NEW_TOKENS="256",
+            RL_LR="2e-5",
+            RL_SEQ_LEN="512",
+            ROLLOUT_WORKERS="2",
+            GSM8K_EVAL_NUM="200",
         )
     d.update(
         DATA_DIR="dataset/minimind",
@@ -233,6 +254,54 @@ def run_distill(s: dict[str, str], out: Path, init_from: str) -> Path:
     return latest(run_dir)
 
 
+def run_rl(s: dict[str, str], out: Path, init_from: str) -> Path:
+    """The GRPO stage: `python -m actors.rl_cli` (Ray, in its own process); "generated" data
+    are GSM8K-format addition problems written by `make_arithmetic_set`."""
+    import json
+    import subprocess
+
+    from minillm.data.gsm8k import make_arithmetic_set
+    from minillm.train.state import load_state
+
+    run_dir = out / "rl"
+    ckpt = latest(run_dir)
+    steps = int(s["RL_MAX_STEPS"])
+    if ckpt is not None and load_state(ckpt).step >= steps:
+        print(f"[pipeline] rl: done already ({ckpt}), skipping", flush=True)
+        return ckpt
+    data = {}
+    for key, name, n, seed in (("RL_DATA", "train", 2000, 0), ("RL_EVAL_DATA", "test", 200, 1)):
+        if s[key] != "generated":
+            data[name] = s[key]
+            continue
+        path = run_dir / "data" / f"{name}.jsonl"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(
+            "".join(json.dumps(r) + "\n" for r in make_arithmetic_set(n, seed, "add")),
+            encoding="utf-8",
+        )
+        data[name] = str(path)
+    args = [
+        "--init_from", init_from, "--out_dir", str(run_dir), "--data_path", data["train"],
+        "--eval_data_path", data["test"], "--data_dir", "dataset/gsm8k",
+        "--max_steps", str(steps), "--iters", "1", "--num_rollouts", s["NUM_ROLLOUTS"],
+        "--samples_per_prompt", s["SAMPLES_PER_PROMPT"], "--max_new_tokens", s["MAX_NEW_TOKENS"],
+        "--eval_max_new_tokens", s["MAX_NEW_TOKENS"], "--learning_rate", s["RL_LR"],
+        "--seq_len", s["RL_SEQ_LEN"], "--dtype", s["DTYPE"], "--workers", s["ROLLOUT_WORKERS"],
+        "--gsm8k_eval_num", s["GSM8K_EVAL_NUM"], "--run_bench", "0",
+        "--no_dynamic_sampling",  # a weak smoke model may answer whole groups wrong: keep going
+        "--log_interval", "1" if steps <= 10 else s["LOG_INTERVAL"],
+        "--prompts_per_rollout", str(int(s["NUM_ROLLOUTS"]) // int(s["SAMPLES_PER_PROMPT"])),
+    ]  # fmt: skip
+    if ckpt is not None:
+        args.append("--resume")
+    print(f"[pipeline] rl: python launch/rl.py {' '.join(args)}", flush=True)
+    r = subprocess.run([sys.executable, "-m", "actors.rl_cli", *args])
+    if r.returncode != 0:
+        raise ValueError(f"the rl stage failed (exit {r.returncode}); see its output above")
+    return latest(run_dir)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     extra: list[str] = []
@@ -259,7 +328,13 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="run the distillation stage (always on with --smoke-test, where it uses the oracle)",
     )
-    for stage in ("pretrain", "sft", "distill", "infer"):
+    p.add_argument(
+        "--rl",
+        action="store_true",
+        help="run GSM8K GRPO from the SFT model (always on with --smoke-test: a few steps on "
+        "generated problems)",
+    )
+    for stage in ("pretrain", "sft", "distill", "rl", "infer"):
         p.add_argument(f"--skip-{stage}", dest=f"skip_{stage}", action="store_true")
     ns = p.parse_args(argv)
     s = settings(ns.smoke)
@@ -282,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
             if ns.download_only:
                 return 0
         ckpt = Path(ns.infer_checkpoint) if ns.infer_checkpoint else None
-        student = None
+        student = policy = None
         if not ns.infer_only:
             if not ns.skip_pretrain:
                 ckpt = run_stage("pretrain", s, out, s["MLX_INIT_FROM"] or None, extra)
@@ -294,6 +369,11 @@ def main(argv: list[str] | None = None) -> int:
                 if init is None:
                     raise FileNotFoundError("the distill stage needs a checkpoint to start from")
                 student = run_distill(s, out, init)
+            if (ns.smoke or ns.rl) and not ns.skip_rl:
+                init = s["MLX_INIT_FROM"] or (str(ckpt) if ckpt else None)
+                if init is None:
+                    raise FileNotFoundError("the rl stage needs a checkpoint to start from")
+                policy = run_rl(s, out, init)
         ckpt = ckpt or latest(out / "sft") or latest(out / "pretrain")
         if ckpt is None:
             raise FileNotFoundError(
@@ -309,7 +389,10 @@ def main(argv: list[str] | None = None) -> int:
             # the chat demo above uses the SFT model: a few distillation steps on synthetic
             # tasks teach the reply format of those tasks, not conversation
             print(f"[pipeline] distilled student: {student} ({eval_line(student.parent.parent)})")
-        print(f"[pipeline] done in {time.time() - t0:.0f}s; last checkpoint {student or ckpt}")
+        if policy is not None:
+            print(f"[pipeline] RL policy: {policy} ({rl_line(policy.parent.parent)})")
+        last = policy or student or ckpt
+        print(f"[pipeline] done in {time.time() - t0:.0f}s; last checkpoint {last}")
     finally:
         if cleanup and out.exists():
             shutil.rmtree(out)
@@ -330,6 +413,20 @@ def eval_line(run_dir: Path) -> str:
         return "no evaluation logged"
     e = evals[-1]
     return f"held-out synthetic accuracy {e['accuracy']:.3f} on {e['n']} tasks at step {e['step']}"
+
+
+def rl_line(run_dir: Path) -> str:
+    """The last GSM8K evaluation and mean reward an RL run logged, as text."""
+    import json
+
+    recs = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    evals = [r for r in recs if r.get("event") == "eval" and "gsm8k_accuracy" in r]
+    rewards = [r["reward"] for r in recs if r.get("event") == "rl"]
+    parts = [f"{len(rewards)} GRPO steps, mean reward {sum(rewards) / max(len(rewards), 1):.3f}"]
+    if evals:
+        e = evals[-1]
+        parts.append(f"held-out accuracy {e['gsm8k_accuracy']:.3f} on {e['gsm8k_n']}")
+    return "; ".join(parts)
 
 
 def infer(ckpt: Path, s: dict[str, str]) -> str:

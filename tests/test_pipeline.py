@@ -42,6 +42,11 @@ def test_short_smoke_stages_resume_and_cleanup(tmp_path):
         DISTILL_TOTAL_SAMPLES="64",
         DISTILL_COLD_SAMPLES="16",
         DISTILL_EVAL_SAMPLES="4",
+        RL_MAX_STEPS="2",
+        NUM_ROLLOUTS="8",
+        SAMPLES_PER_PROMPT="4",
+        MAX_NEW_TOKENS="8",
+        GSM8K_EVAL_NUM="4",
     )
     r = run_pipeline(tmp_path, "--smoke-test", **short)
     out = tmp_path / "out" / "smoke"
@@ -56,8 +61,11 @@ def test_short_smoke_stages_resume_and_cleanup(tmp_path):
     assert (out / "distill" / "checkpoints" / "step_00000003" / "model.safetensors").is_file()
     assert (out / "distill" / "shards" / "manifest.json").is_file()
     assert "distilled student:" in r.stdout and "accuracy" in r.stdout
+    # and a few GRPO steps on generated problems
+    assert (out / "rl" / "checkpoints" / "step_00000002" / "model.safetensors").is_file()
+    assert "RL policy:" in r.stdout and "2 GRPO steps" in r.stdout
     again = run_pipeline(tmp_path, "--smoke-test", **short)  # finished stages are skipped
-    assert again.stdout.count("done already") == 3
+    assert again.stdout.count("done already") == 4
     gone = run_pipeline(tmp_path, "--smoke-test", "--skip-infer", **{**short, "CLEANUP_SMOKE": "1"})
     assert "removed out/smoke" in gone.stdout and not out.exists()
 
@@ -73,3 +81,4 @@ def test_full_smoke_loss_falls_and_model_knows_its_name(tmp_path):
     assert sft[-1] < sft[0], sft
     assert "identity answer mentions MiniLLM: yes" in r.stdout, r.stdout[-1500:]
     assert "distilled student:" in r.stdout and "held-out synthetic accuracy" in r.stdout
+    assert "RL policy:" in r.stdout and "4 GRPO steps" in r.stdout
