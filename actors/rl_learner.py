@@ -43,6 +43,7 @@ class GroupStream:
         self.pending: list = []
         self.last: dict = {}
         self.wait_s = 0.0
+        self.handed_at: float | None = None  # when the latest batch left __next__
 
     def __iter__(self):
         return self
@@ -60,7 +61,9 @@ class GroupStream:
             self.pending.extend(got["groups"])
         self.wait_s += time.perf_counter() - t0
         groups, self.pending = self.pending[: self.n], self.pending[self.n :]
-        return self._batch(groups, dropped)
+        batch = self._batch(groups, dropped)
+        self.handed_at = time.perf_counter()
+        return batch
 
     def _batch(self, groups: list, dropped: dict) -> dict:
         import mlx.core as mx
@@ -136,6 +139,7 @@ class RLLearner:
         self.published: tuple[int, list] | None = None
         self.stream: GroupStream | None = None
         self.step, self.done, self.log = 0, False, None
+        self.train_s = 0.0  # from a batch leaving the stream to the end of its step
         self.t0 = time.perf_counter()
 
     def _take(self, n: int, version: int, timeout: float) -> dict:
@@ -201,6 +205,8 @@ class RLLearner:
         return {**self.status(), "losses": result.losses, "checkpoints": result.checkpoints}
 
     def _on_step(self, step: int, model) -> None:
+        if self.stream.handed_at is not None:
+            self.train_s += time.perf_counter() - self.stream.handed_at
         self.step = step
         self.stream.version = step
         last = self.stream.last
@@ -236,6 +242,7 @@ class RLLearner:
             "done": self.done,
             "wall_s": wall,
             "wait_s": wait,
+            "train_s": self.train_s,
             "consumed": len(self.stream.consumed) if self.stream else 0,
         }
 

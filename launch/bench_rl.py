@@ -6,7 +6,7 @@ local Ray instance.
 
 Without --init_from a d128 2-layer model is SFT'd for --sft_steps on generated one-digit sums
 (GSM8K format). Per step it prints the rollout time (rollout-worker seconds / steps), the train
-time (learner seconds not spent waiting for data / steps), the wall time of each mode and the
+time (learner seconds from a batch leaving the stream to the end of its step / steps), the wall time of each mode and the
 overlapped wall time over max(rollout, train); the goal is <= 1.1. On a machine where rollout
 workers and the learner share the same few CPU cores the two compete, so overlap can only hide
 what the other leaves idle; on a GPU node they run on separate devices.
@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
             lr = res["learner"]
             steps = lr["step"]
             rollout = sum(r["seconds"] for r in res["rollouts"]) / steps
-            train = (lr["wall_s"] - lr["wait_s"]) / steps
+            train = lr["train_s"] / steps
             rows[mode] = (lr["wall_s"] / steps, rollout, train)
             print(f"[bench] {mode}: {lr['wall_s'] / steps:.2f} s/step, rollout {rollout:.2f} "
                   f"s/step, train {train:.2f} s/step")  # fmt: skip
