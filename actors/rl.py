@@ -207,7 +207,7 @@ class RLRun:
         self.next_prompt = 0
         self.todo: deque[int] = deque()
         self.outstanding: dict[Any, tuple[int, list[int]]] = {}
-        self.adds: set = set()
+        self.adds: dict[Any, int] = {}  # buffer.add refs -> prompts they carry
         self.weights: tuple[int, list] | None = None
         self.rollout_tokens, self.rollout_seconds = 0, 0.0
         self.rollout_stats: list[dict] = []
@@ -246,7 +246,8 @@ class RLRun:
         for wi, w in enumerate(self.workers):
             if any(o[0] == wi for o in self.outstanding.values()):
                 continue
-            in_flight = sum(len(o[1]) for o in self.outstanding.values())
+            # prompts out for rollout, or rolled out and on their way into the buffer
+            in_flight = sum(len(o[1]) for o in self.outstanding.values()) + sum(self.adds.values())
             n = cfg.prompts_per_rollout
             if cfg.sequential:
                 got = self.good - self.round_good
@@ -305,9 +306,9 @@ class RLRun:
                     self.rollout_tokens += st["tokens"]
                     self.rollout_seconds += st["seconds"]
                     self.rollout_stats.append(st)
-                    self.adds.add(self.buffer.add.remote(table))
+                    self.adds[self.buffer.add.remote(table)] = len(idx)
                 elif ref in self.adds:
-                    self.adds.discard(ref)
+                    self.adds.pop(ref)
                     info = ray.get(ref)
                     self.buffered = info["depth"]
                     self.good = info["added"] - info["flat"]
