@@ -311,7 +311,7 @@ class RLRun:
                     self.adds.pop(ref)
                     info = ray.get(ref)
                     self.buffered = info["depth"]
-                    self.good = info["added"] - info["flat"]
+                    self.good = max(self.good, info["added"] - info["flat"])
                     self.warn_flat(info)
                 elif ref == weights_ref:
                     w = ray.get(ref)
@@ -320,7 +320,9 @@ class RLRun:
                     weights_ref = None
                 elif ref == stats_ref:
                     info = ray.get(ref)
-                    self.buffered, self.good = info["depth"], info["added"] - info["flat"]
+                    # a stats reply may predate an add reply seen already: counts only grow
+                    self.buffered = info["depth"]
+                    self.good = max(self.good, info["added"] - info["flat"])
                     stats_ref = None
                 elif ref == train_ref:
                     try:
