@@ -141,7 +141,8 @@ class RLRun:
             .options(name="buffer", num_cpus=0, max_concurrency=8)
             .remote(cfg.samples_per_prompt, cfg.max_staleness, cfg.dynamic_sampling)
         )
-        recs = ray.put(records)
+        # kept on self: a restarted worker re-reads its constructor arguments from this object
+        self.records_ref = recs = ray.put(records)
         self.workers = [
             ray.remote(RolloutWorker)
             .options(name=f"rollout-{i}", num_cpus=0, num_gpus=cfg.worker_gpus, max_restarts=-1)
