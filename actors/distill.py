@@ -14,27 +14,23 @@ store ignores a lease it already holds, so nothing is lost or written twice.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
-import sys
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from actors.metrics import Metrics
+from actors.driver import DistillError, Driver, RayConfig, drive, resolve_init_from
+from actors.driver import init_ray as init_ray  # imported from here by launchers and tests
+from actors.driver import runtime_env as runtime_env
 
 TEACHERS = ("ollama", "openai", "oracle")
 
 
-class DistillError(ValueError):
-    """A run that cannot go on for a reason the user can fix; shown as one line."""
-
-
 @dataclass
-class DistillConfig:
+class DistillConfig(RayConfig):
     """Every setting of a distillation run (the launch script maps flags and env vars here)."""
 
     out_dir: str = "out/mlx_distill"
@@ -69,13 +65,7 @@ class DistillConfig:
     eval_samples: int = 64
     eval_max_new_tokens: int = 128
     eval_seed: int = 10_000
-    address: str | None = None
     resume: bool = False
-    num_cpus: int | None = None
-    learner_cpus: float = 1.0
-    learner_gpus: float = 0.0
-    dashboard_host: str = "127.0.0.1"
-    dashboard_port: int = 8265
     status_interval_s: float = 5.0
     learner: bool = True
 
@@ -134,9 +124,6 @@ class DistillConfig:
             "lease_size": self.lease_size,
         }
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
 
 def check_teacher(cfg: DistillConfig) -> dict:
     """Reach the teacher once before starting anything (raises TeacherError with the fix)."""
@@ -152,67 +139,19 @@ def check_teacher(cfg: DistillConfig) -> dict:
         t.close()
 
 
-def runtime_env() -> dict:
-    """Ray runtime env of MiniLLM's actors: this checkout on PYTHONPATH and, on Linux with
-    OpenBLAS installed, OpenBLAS preloaded into the workers (MLX's CPU wheel ships a reference
-    BLAS; see minillm/blas.py)."""
-    import os
-
-    from minillm.blas import openblas_path
-
-    paths = [str(Path(__file__).resolve().parent.parent), os.environ.get("PYTHONPATH", "")]
-    env = {"PYTHONPATH": os.pathsep.join(p for p in paths if p)}
-    lib = openblas_path()
-    if lib and "openblas" not in os.environ.get("LD_PRELOAD", ""):
-        env["LD_PRELOAD"] = f"{lib} {os.environ.get('LD_PRELOAD', '')}".strip()
-    return {"env_vars": env}
-
-
-def init_ray(cfg: DistillConfig) -> bool:
-    """Connect to `cfg.address`, or start a local Ray whose dashboard binds `dashboard_host`.
-    Returns whether this call started Ray (and so should shut it down)."""
-    import ray
-
-    if ray.is_initialized():
-        return False
-    env = runtime_env()
-    if cfg.address:
-        ctx = ray.init(address=cfg.address, namespace="minillm", runtime_env=env)
-    else:
-        ctx = ray.init(
-            num_cpus=cfg.num_cpus,
-            namespace="minillm",
-            include_dashboard=True,
-            dashboard_host=cfg.dashboard_host,
-            dashboard_port=cfg.dashboard_port,
-            _node_ip_address="127.0.0.1" if cfg.dashboard_host == "127.0.0.1" else None,
-            runtime_env=env,
-        )
-    url = getattr(ctx, "dashboard_url", None)
-    print(
-        f"[distill] Ray dashboard: http://{url}" if url else "[distill] Ray dashboard: off",
-        flush=True,
-    )
-    return True
-
-
-class Run:
+class Run(Driver):
     """One distillation run inside an initialised Ray (see `run`)."""
 
-    def __init__(self, cfg: DistillConfig):
-        import ray
+    tag = "distill"
 
+    def __init__(self, cfg: DistillConfig):
         from actors.evaluator import Evaluator
         from actors.generator import TeacherGenerator
         from actors.learner import Learner
         from actors.shards import ShardStore
-        from minillm.train.loop import MetricsLog
 
-        self.ray, self.cfg = ray, cfg
-        out = Path(cfg.out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        self.log = MetricsLog(out)
-        self.metrics = Metrics()
+        super().__init__(cfg)
+        ray = self.ray
         self.store = (
             ray.remote(ShardStore)
             .options(name="shards", num_cpus=0, max_restarts=-1)
@@ -274,9 +213,6 @@ class Run:
         self.consumed = 0
         self.learner_done = False
         self.store_closed = summary["closed"]
-        self.evals: list[dict] = []
-        self.eval_ref = None
-        self.evaluated: set[int] = set()
 
     # ---- leases
     def tasks_left(self) -> bool:
@@ -357,41 +293,13 @@ class Run:
             self.closed = True
 
     # ---- evaluation
-    def maybe_eval(self, final: bool = False) -> None:
-        """Collect a finished evaluation; start one on the newest checkpoint when it is due
-        (every `eval_interval` steps, default `save_interval`). `final` waits for both."""
-        from minillm.train.state import list_checkpoints
+    def eval_every(self) -> int:
+        """Every `eval_interval` steps, default `save_interval`."""
+        return self.cfg.eval_interval or self.cfg.train.get("save_interval") or 0
 
-        if self.evaluator is None:
-            return
-        if self.eval_ref is not None:
-            ready, _ = self.ray.wait([self.eval_ref], timeout=None if final else 0)
-            if not ready:
-                return
-            ref, self.eval_ref = self.eval_ref, None
-            try:
-                self.record_eval(self.ray.get(ref))
-            except self.ray.exceptions.RayTaskError as e:  # e.g. pruned before it was read
-                print(f"[distill] evaluation failed: {e.cause!r}", flush=True)
-        ckpts = list_checkpoints(self.cfg.out_dir)
-        if not ckpts:
-            return
-        step, path = ckpts[-1]
-        every = self.cfg.eval_interval or self.cfg.train.get("save_interval") or 0
-        if step not in self.evaluated and (final or (every and step % every == 0)):
-            self.evaluated.add(step)
-            self.eval_ref = self.evaluator.evaluate.remote(str(path))
-            if final:
-                self.maybe_eval(final=True)
-
-    def record_eval(self, res: dict) -> None:
-        self.evals.append(res)
+    def eval_line(self, res: dict) -> str:
         per = " ".join(f"{c}={a:.2f}" for c, a in res["per_category"].items())
-        print(
-            f"[eval] step={res['step']} accuracy={res['accuracy']:.3f} n={res['n']} {per}",
-            flush=True,
-        )
-        self.log.write({"event": "eval", **res, "time": time.time()})
+        return f"step={res['step']} accuracy={res['accuracy']:.3f} n={res['n']} {per}"
 
     # ---- main loop
     def status_line(self, t0: float, st: dict) -> str:
@@ -434,12 +342,7 @@ class Run:
                     self.consumed = st["consumed"]
                     self.metrics.set("minillm_buffer_depth", self.committed - self.consumed)
                 elif ref == train_ref:
-                    try:
-                        result = ray.get(ref)
-                    except ray.exceptions.RayTaskError as e:  # a user error in the learner
-                        if isinstance(e.cause, (ValueError, FileNotFoundError)):
-                            raise DistillError(f"learner: {e.cause}") from None
-                        raise
+                    result = self.learner_result(ref)
                     self.learner_done = True
             failed = cfg.max_failures and sum(self.counts["errors"].values()) >= cfg.max_failures
             if failed and self.learner:
@@ -479,13 +382,6 @@ class Run:
             "seconds": time.time() - t0,
         }
 
-    def shutdown(self) -> None:
-        for a in self.actors:
-            try:
-                self.ray.kill(a)
-            except Exception as e:  # noqa: BLE001 - already gone is fine, anything else is shown
-                print(f"[distill] could not stop an actor: {e!r}", file=sys.stderr)
-
 
 def run(cfg: DistillConfig) -> dict:
     """Run a distillation to its end; starts (and stops) a local Ray unless one is running."""
@@ -496,15 +392,10 @@ def run(cfg: DistillConfig) -> dict:
         raise ValueError(
             f"{out} already holds a distillation run: pass --resume to continue it, or choose another out_dir"
         )
-    if cfg.init_from:
-        from minillm.checkpoint import resolve_checkpoint
+    from minillm.train.plots import plot_run
 
-        ck = resolve_checkpoint(cfg.init_from)
-        if not (ck / "config.json").is_file():
-            raise FileNotFoundError(
-                f"--init_from {cfg.init_from}: no checkpoint there (config.json missing)"
-            )
-        cfg.init_from = str(ck)
+    if cfg.init_from:
+        cfg.init_from = resolve_init_from(cfg.init_from)
     if cfg.teacher != "oracle":
         info = check_teacher(cfg)
         print(
@@ -512,24 +403,4 @@ def run(cfg: DistillConfig) -> dict:
         )
     out.mkdir(parents=True, exist_ok=True)
     (out / "distill.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n", encoding="utf-8")
-    started = init_ray(cfg)
-    r = None
-    try:
-        r = Run(cfg)
-        res = r.loop()
-    finally:
-        if r is not None:
-            r.shutdown()
-        if started:
-            import ray
-
-            ray.shutdown()
-    if not cfg.learner:
-        return res
-    try:
-        from minillm.train.plots import plot_run
-
-        res["plots"] = [str(p) for p in plot_run(out)]
-    except (FileNotFoundError, ValueError) as e:
-        print(f"[distill] no plots: {e}", file=sys.stderr)
-    return res
+    return drive(Run, cfg, plot=(lambda: plot_run(out)) if cfg.learner else None)

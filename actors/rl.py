@@ -13,22 +13,19 @@ than `max_staleness` versions old, so rollout and training overlap with bounded 
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
-import sys
 import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from actors.distill import DistillError, init_ray
-from actors.metrics import Metrics
+from actors.driver import Driver, RayConfig, drive, resolve_init_from
 
 
 @dataclass
-class RLConfig:
+class RLConfig(RayConfig):
     """Every setting of an RL run (launch/rl.py maps flags and env vars here)."""
 
     out_dir: str = "out/mlx_rl"
@@ -63,14 +60,8 @@ class RLConfig:
     gsm8k_eval_num: int = 200
     eval_max_new_tokens: int = 256
     bench_samples: int = 64
-    address: str | None = None
     resume: bool = False
-    num_cpus: int | None = None
-    learner_cpus: float = 1.0
-    learner_gpus: float = 0.0
     worker_gpus: float = 0.0
-    dashboard_host: str = "127.0.0.1"
-    dashboard_port: int = 8265
     status_interval_s: float = 10.0
     sequential: bool = False  # rollout, then train, no overlap (the baseline of bench_rl)
 
@@ -108,9 +99,6 @@ class RLConfig:
             "temperature": self.temperature,
         }
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
 
 def load_records(cfg: RLConfig, spec: str, limit: int | None) -> list[dict]:
     from minillm.data.gsm8k import load_gsm8k
@@ -118,24 +106,20 @@ def load_records(cfg: RLConfig, spec: str, limit: int | None) -> list[dict]:
     return load_gsm8k(spec, data_dir=cfg.data_dir, hf_endpoint=cfg.hf_endpoint, limit=limit)
 
 
-class RLRun:
+class RLRun(Driver):
     """One RL run inside an initialised Ray (see `run`)."""
 
-    def __init__(self, cfg: RLConfig, records: list[dict], eval_records: list[dict]):
-        import ray
+    tag = "rl"
 
+    def __init__(self, cfg: RLConfig, records: list[dict], eval_records: list[dict]):
         from actors.buffer import ReplayBuffer
         from actors.evaluator import Evaluator
         from actors.rl_learner import RLLearner
         from actors.rollout import RolloutWorker
-        from minillm.train.loop import MetricsLog
         from minillm.train.state import find_checkpoint, load_state
 
-        self.ray, self.cfg = ray, cfg
-        out = Path(cfg.out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        self.log = MetricsLog(out)
-        self.metrics = Metrics()
+        super().__init__(cfg)
+        ray = self.ray
         self.buffer = (
             ray.remote(ReplayBuffer)
             .options(name="buffer", num_cpus=0, max_concurrency=8)
@@ -179,7 +163,6 @@ class RLRun:
                 cfg.resume,
             )  # fmt: skip
         )
-        self.evaluator = None
         if cfg.run_eval or cfg.run_bench:
             self.evaluator = (
                 ray.remote(Evaluator)
@@ -212,9 +195,6 @@ class RLRun:
         self.weights: tuple[int, list] | None = None
         self.rollout_tokens, self.rollout_seconds = 0, 0.0
         self.rollout_stats: list[dict] = []
-        self.evals: list[dict] = []
-        self.eval_ref = None
-        self.evaluated: set[int] = set()
         self.reissued = 0
         self.buffered = 0
         self.good = 0  # informative groups added so far (sequential rounds count these)
@@ -326,12 +306,7 @@ class RLRun:
                     self.good = max(self.good, info["added"] - info["flat"])
                     stats_ref = None
                 elif ref == train_ref:
-                    try:
-                        result = ray.get(ref)
-                    except ray.exceptions.RayTaskError as e:
-                        if isinstance(e.cause, (ValueError, FileNotFoundError)):
-                            raise DistillError(f"learner: {e.cause}") from None
-                        raise
+                    result = self.learner_result(ref)
             self.maybe_eval()
             if time.time() - last_print >= cfg.status_interval_s:
                 last_print = time.time()
@@ -356,47 +331,17 @@ class RLRun:
             "seconds": time.time() - t0,
         }
 
-    def maybe_eval(self, final: bool = False) -> None:
-        from minillm.train.state import list_checkpoints
+    def eval_every(self) -> int:
+        """Once an iteration (`steps_per_iter`)."""
+        return self.cfg.steps_per_iter
 
-        if self.evaluator is None:
-            return
-        if self.eval_ref is not None:
-            ready, _ = self.ray.wait([self.eval_ref], timeout=None if final else 0)
-            if not ready:
-                return
-            ref, self.eval_ref = self.eval_ref, None
-            try:
-                self.record_eval(self.ray.get(ref))
-            except self.ray.exceptions.RayTaskError as e:
-                print(f"[rl] evaluation failed: {e.cause!r}", flush=True)
-        ckpts = list_checkpoints(self.cfg.out_dir)
-        if not ckpts:
-            return
-        step, path = ckpts[-1]
-        due = final or step % self.cfg.steps_per_iter == 0
-        if step not in self.evaluated and due:
-            self.evaluated.add(step)
-            self.eval_ref = self.evaluator.evaluate.remote(str(path))
-            if final:
-                self.maybe_eval(final=True)
-
-    def record_eval(self, res: dict) -> None:
-        self.evals.append(res)
+    def eval_line(self, res: dict) -> str:
         parts = [f"step={res['step']}"]
         if "gsm8k_accuracy" in res:
             parts.append(f"gsm8k={res['gsm8k_accuracy']:.3f} (n={res['gsm8k_n']})")
         if "accuracy" in res:
             parts.append(f"bench={res['accuracy']:.3f} (n={res['n']})")
-        print("[eval] " + " ".join(parts), flush=True)
-        self.log.write({"event": "eval", **res, "time": time.time()})
-
-    def shutdown(self) -> None:
-        for a in self.actors:
-            try:
-                self.ray.kill(a)
-            except Exception as e:  # noqa: BLE001 - shown, not swallowed
-                print(f"[rl] could not stop an actor: {e!r}", file=sys.stderr)
+        return " ".join(parts)
 
 
 def evaluate_start(cfg: RLConfig, eval_records: list[dict]) -> dict:
@@ -409,19 +354,14 @@ def evaluate_start(cfg: RLConfig, eval_records: list[dict]) -> dict:
     return score_gsm8k(model, tok, eval_records, cfg.eval_max_new_tokens, lang=cfg.lang)
 
 
-def run(cfg: RLConfig, eval_before: bool = False) -> dict:
-    """An RL run to `max_steps`; starts (and stops) a local Ray unless one is running."""
-    from minillm.checkpoint import resolve_checkpoint
-
+def prepare(cfg: RLConfig, eval_before: bool = False) -> tuple[list, list, dict | None]:
+    """Before an RL run: refuse to overwrite one, resolve `init_from`, load the train and eval
+    records, score the start when `eval_before`, write rl.json. Returns (records,
+    eval_records, the start's score or None)."""
     out = Path(cfg.out_dir)
     if not cfg.resume and (out / "checkpoints").is_dir():
         raise ValueError(f"{out} already holds an RL run: pass --resume, or choose another out_dir")
-    ck = resolve_checkpoint(cfg.init_from)
-    if not (ck / "config.json").is_file():
-        raise FileNotFoundError(
-            f"--init_from {cfg.init_from}: no checkpoint there (config.json missing)"
-        )
-    cfg.init_from = str(ck)
+    cfg.init_from = resolve_init_from(cfg.init_from)
     records = load_records(cfg, cfg.data_path, cfg.limit)
     eval_records = []
     if cfg.run_eval:
@@ -431,23 +371,15 @@ def run(cfg: RLConfig, eval_before: bool = False) -> dict:
         print(f"[eval] before RL: gsm8k={before['gsm8k_accuracy']:.3f} (n={before['gsm8k_n']})")
     out.mkdir(parents=True, exist_ok=True)
     (out / "rl.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n", encoding="utf-8")
-    started = init_ray(cfg)
-    r = None
-    try:
-        r = RLRun(cfg, records, eval_records)
-        res = r.loop()
-    finally:
-        if r is not None:
-            r.shutdown()
-        if started:
-            import ray
+    return records, eval_records, before
 
-            ray.shutdown()
-    res["before"] = before
-    try:
-        from minillm.rl.plots import plot_rl
 
-        res["plots"] = [str(p) for p in plot_rl(out)]
-    except (FileNotFoundError, ValueError) as e:
-        print(f"[rl] no plots: {e}", file=sys.stderr)
-    return res
+def run(cfg: RLConfig, eval_before: bool = False) -> dict:
+    """An RL run to `max_steps`; starts (and stops) a local Ray unless one is running."""
+    from minillm.rl.plots import plot_rl
+
+    records, eval_records, before = prepare(cfg, eval_before)
+    out = Path(cfg.out_dir)
+    return drive(
+        RLRun, cfg, records, eval_records, plot=lambda: plot_rl(out), extra={"before": before}
+    )

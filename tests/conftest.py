@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 
 import pytest
 
@@ -46,3 +47,41 @@ def tiny_ckpt(tmp_path_factory):
 
     model, tok = make_tiny(seed=0)
     return str(save_model(tmp_path_factory.mktemp("ckpt") / "tiny", model, tok))
+
+
+def free_port() -> int:
+    """A TCP port of 127.0.0.1 that nothing listened on a moment ago."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A local Ray (2 CPUs, dashboard and metrics on free ports) for the whole module: request
+    it with `pytestmark = pytest.mark.usefixtures("cluster")`."""
+    ray = pytest.importorskip("ray")
+    from actors.driver import runtime_env
+
+    ray.init(
+        num_cpus=2,
+        namespace="minillm",
+        include_dashboard=True,
+        dashboard_host="127.0.0.1",
+        dashboard_port=0,
+        _node_ip_address="127.0.0.1",
+        _system_config={"metrics_report_interval_ms": 1000},
+        runtime_env=runtime_env(),
+    )
+    yield
+    ray.shutdown()
+
+
+def scrape() -> str:
+    """The Prometheus text of the local Ray node's metrics endpoint."""
+    import httpx
+    import ray
+
+    node = ray.nodes()[0]
+    r = httpx.get(f"http://{node['NodeManagerAddress']}:{node['MetricsExportPort']}/metrics")
+    return r.text

@@ -11,34 +11,19 @@ from pathlib import Path
 import httpx
 import pytest
 
-from actors.distill import DistillConfig, run, runtime_env
+from actors.distill import DistillConfig, run
 from actors.evaluator import Evaluator
 from actors.shards import read_manifest, read_table, totals
-from tests.conftest import TINY
+from tests.conftest import TINY, scrape
 
 ray = pytest.importorskip("ray")
+pytestmark = pytest.mark.usefixtures("cluster")  # one local Ray for the module (conftest)
 
 MODEL = {"preset": "custom", **TINY}
 EVAL = dict(n=48, seed=99, weights={"logic": 1.0}, lang="en", max_new_tokens=32)
 # Accuracy of the student on 48 held-out English logic tasks must rise by this much (absolute)
 # over its random start after 100 oracle-distilled steps; measured: 0.00 -> 0.17..0.27.
 MIN_GAIN = 0.10
-
-
-@pytest.fixture(scope="module", autouse=True)
-def cluster():
-    ray.init(
-        num_cpus=2,
-        namespace="minillm",
-        include_dashboard=True,
-        dashboard_host="127.0.0.1",
-        dashboard_port=0,
-        _node_ip_address="127.0.0.1",
-        _system_config={"metrics_report_interval_ms": 1000},
-        runtime_env=runtime_env(),
-    )
-    yield
-    ray.shutdown()
 
 
 def config(out: Path, **kw) -> DistillConfig:
@@ -72,12 +57,6 @@ def config(out: Path, **kw) -> DistillConfig:
         learner_cpus=0,
     )
     return DistillConfig(**{**base, **kw})
-
-
-def scrape() -> str:
-    node = ray.nodes()[0]
-    r = httpx.get(f"http://{node['NodeManagerAddress']}:{node['MetricsExportPort']}/metrics")
-    return r.text
 
 
 class Watcher(threading.Thread):

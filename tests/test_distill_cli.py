@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from actors.distill_cli import build_parser, config_from
+from tests.conftest import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -33,9 +33,7 @@ def one_line_error(r: subprocess.CompletedProcess) -> str:
 
 
 def test_unreachable_ollama_is_one_clear_message(tmp_path):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     r = distill("--out_dir", str(tmp_path / "d"), OLLAMA_URL=f"http://127.0.0.1:{port}")
     line = one_line_error(r)
     assert f"cannot reach Ollama at http://127.0.0.1:{port}" in line and "ollama serve" in line

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,7 +19,7 @@ import pytest
 
 from actors.distill import runtime_env
 from actors.shards import read_manifest, totals
-from tests.conftest import TINY, TINY_FLAGS
+from tests.conftest import TINY, TINY_FLAGS, free_port
 
 pytest.importorskip("ray")
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,12 +35,6 @@ TRAIN = dict(
     keep_last_checkpoints=0,
     seed=7,
 )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def command(out: Path, *extra: str) -> list[str]:

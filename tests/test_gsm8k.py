@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import huggingface_hub.constants as hf_constants
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -25,6 +21,7 @@ from minillm.data.gsm8k import (
     same_number,
     sft_record,
 )
+from tests.fakehub import running_hub
 
 # Real GSM8K answers (train/test), copied verbatim.
 REAL = [
@@ -205,66 +202,10 @@ def test_skip_bad_counts(tmp_path):
     assert skipped == {"bad json": 1, "missing question/answer": 2, "no final number": 1}
 
 
-class FakeHub(ThreadingHTTPServer):
-    """Minimal Hugging Face Hub: HEAD + GET of `/datasets/{repo}/resolve/{rev}/{file}`."""
-
-    daemon_threads = True
-    commit = "0123456789abcdef0123456789abcdef01234567"
-
-    def __init__(self):
-        super().__init__(("127.0.0.1", 0), HubHandler)
-        self.files: dict[str, bytes] = {}
-        self.log: list[tuple[str, str]] = []
-        self.url = f"http://127.0.0.1:{self.server_address[1]}"
-
-
-class HubHandler(BaseHTTPRequestHandler):
-    server: FakeHub
-
-    def log_message(self, *args):
-        pass
-
-    def do_HEAD(self):
-        self.serve(body=False)
-
-    def do_GET(self):
-        self.serve(body=True)
-
-    def serve(self, body: bool):
-        srv = self.server
-        srv.log.append((self.command, self.path))
-        parts = self.path.split("/")
-        key = "/".join(parts[6:])
-        ok = len(parts) > 6 and parts[1] == "datasets" and parts[4] == "resolve"
-        if not ok or "/".join(parts[2:4]) != GSM8K_REPO or key not in srv.files:
-            self.send_response(404)
-            self.send_header("X-Error-Code", "EntryNotFound")
-            self.send_header("X-Repo-Commit", srv.commit)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-            return
-        data = srv.files[key]
-        self.send_response(200)
-        self.send_header("X-Repo-Commit", srv.commit)
-        self.send_header("ETag", f'"{hashlib.sha1(data).hexdigest()}"')
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        if body:
-            self.wfile.write(data)
-
-
 @pytest.fixture
 def hub(tmp_path, monkeypatch):
-    monkeypatch.delenv("HF_ENDPOINT", raising=False)
-    monkeypatch.delenv("HF_TOKEN", raising=False)
-    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path / "hf_cache"))
-    monkeypatch.setattr(hf_constants, "HF_TOKEN_PATH", str(tmp_path / "no_token"))
-    srv = FakeHub()
-    thread = threading.Thread(target=srv.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield srv
-    srv.shutdown()
-    srv.server_close()
+    with running_hub(GSM8K_REPO, tmp_path, monkeypatch) as srv:
+        yield srv
 
 
 def test_hub_download_and_cache(hub, tmp_path):

@@ -19,11 +19,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from actors.distill import runtime_env
 from actors.rl import RLConfig, run
 from minillm.data.gsm8k import sft_record
+from tests.conftest import scrape
 
 ray = pytest.importorskip("ray")
+pytestmark = pytest.mark.usefixtures("cluster")  # one local Ray for the module (conftest)
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = ["--hidden_size", "128", "--num_hidden_layers", "2", "--num_attention_heads", "4",
          "--num_key_value_heads", "2", "--intermediate_size", "384"]  # fmt: skip
@@ -45,22 +46,6 @@ def sums_set(n: int, seed: int) -> list[dict]:
 def write_jsonl(path: Path, recs: list[dict]) -> str:
     path.write_text("".join(json.dumps(r) + "\n" for r in recs), encoding="utf-8")
     return str(path)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def cluster():
-    ray.init(
-        num_cpus=2,
-        namespace="minillm",
-        include_dashboard=True,
-        dashboard_host="127.0.0.1",
-        dashboard_port=0,
-        _node_ip_address="127.0.0.1",
-        _system_config={"metrics_report_interval_ms": 1000},
-        runtime_env=runtime_env(),
-    )
-    yield
-    ray.shutdown()
 
 
 @pytest.fixture(scope="module")
@@ -97,13 +82,6 @@ def config(data: dict, out: Path, **kw) -> RLConfig:
                 train=train, iters=1, run_eval=True, run_bench=False, gsm8k_eval_num=200,
                 eval_max_new_tokens=12, learner_cpus=0, status_interval_s=5.0)  # fmt: skip
     return RLConfig(**{**base, **kw})
-
-
-def scrape() -> str:
-    node = ray.nodes()[0]
-    return httpx.get(
-        f"http://{node['NodeManagerAddress']}:{node['MetricsExportPort']}/metrics"
-    ).text
 
 
 def rl_events(out: Path) -> list[dict]:

@@ -15,6 +15,7 @@ from actors.generator import TeacherGenerator
 from actors.shards import MANIFEST, SCHEMA, ShardStore, read_manifest, read_table
 from actors.stream import ShardStream
 from minillm.tokenizer import load_tokenizer
+from tests.conftest import free_port
 
 TASKS = {"seed": 3, "weights": None, "lang": "both", "lease_size": 16}
 ORACLE = {"kind": "oracle"}
@@ -114,11 +115,7 @@ def test_jsonl_export_matches_shards_and_is_rebuilt(tmp_path):
 
 
 def test_teacher_faults_never_reach_the_shards(tmp_path):
-    import socket
-
-    with socket.socket() as s:  # a port nothing listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()  # nothing listens on it
     spec = {"kind": "ollama", "url": f"http://127.0.0.1:{port}", "model": "m", "retries": 0}
     g = TeacherGenerator(0, spec, TASKS, inflight=4)
     table, stats = g.generate(0, 0, 8)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import random
-import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -21,6 +20,7 @@ from minillm.teacher import (
     make_teacher,
     split_think,
 )
+from tests.conftest import free_port
 
 MSG = [{"role": "user", "content": "hello there"}]
 
@@ -64,9 +64,7 @@ def test_ollama_check(srv):
     assert info["model"]["name"] == "tiny:latest" and info["version"]
     with pytest.raises(TeacherError, match=r"model qwen3:0.6b is not pulled .*ollama pull qwen3"):
         OllamaTeacher(srv, "qwen3:0.6b").check()
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     with pytest.raises(TeacherError, match="cannot reach Ollama .*start it with `ollama serve`"):
         OllamaTeacher(f"http://127.0.0.1:{port}", retries=0).check()
 

@@ -1,0 +1,209 @@
+"""What the Ray drivers of actors/distill.py and actors/rl.py share: the Ray settings and start,
+evaluation of the newest checkpoint while the learner trains, the learner's user errors, actor
+shutdown, and the wrapper around a run (start Ray, loop, stop the actors, plots)."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from actors.metrics import Metrics
+
+
+class DistillError(ValueError):
+    """A run that cannot go on for a reason the user can fix; shown as one line."""
+
+
+@dataclass
+class RayConfig:
+    """Where a run's actors live: an existing cluster (`address`) or a local Ray of `num_cpus`
+    whose dashboard binds `dashboard_host:dashboard_port`; what the learner actor reserves."""
+
+    address: str | None = None
+    num_cpus: int | None = None
+    learner_cpus: float = 1.0
+    learner_gpus: float = 0.0
+    dashboard_host: str = "127.0.0.1"
+    dashboard_port: int = 8265
+
+    def to_dict(self) -> dict:
+        """Every setting, a subclass's too (written to the run's folder as JSON)."""
+        return dataclasses.asdict(self)
+
+
+def resolve_init_from(init_from: str) -> str:
+    """The checkpoint folder `--init_from` names (a path or an alias); FileNotFoundError when
+    it holds no model."""
+    from minillm.checkpoint import resolve_checkpoint
+
+    ck = resolve_checkpoint(init_from)
+    if not (ck / "config.json").is_file():
+        raise FileNotFoundError(
+            f"--init_from {init_from}: no checkpoint there (config.json missing)"
+        )
+    return str(ck)
+
+
+def runtime_env() -> dict:
+    """Ray runtime env of MiniLLM's actors: this checkout on PYTHONPATH and, on Linux with
+    OpenBLAS installed, OpenBLAS preloaded into the workers (MLX's CPU wheel ships a reference
+    BLAS; see minillm/blas.py)."""
+    import os
+
+    from minillm.blas import openblas_path
+
+    paths = [str(Path(__file__).resolve().parent.parent), os.environ.get("PYTHONPATH", "")]
+    env = {"PYTHONPATH": os.pathsep.join(p for p in paths if p)}
+    lib = openblas_path()
+    if lib and "openblas" not in os.environ.get("LD_PRELOAD", ""):
+        env["LD_PRELOAD"] = f"{lib} {os.environ.get('LD_PRELOAD', '')}".strip()
+    return {"env_vars": env}
+
+
+def init_ray(cfg: RayConfig) -> bool:
+    """Connect to `cfg.address`, or start a local Ray whose dashboard binds `dashboard_host`.
+    Returns whether this call started Ray (and so should shut it down)."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    env = runtime_env()
+    if cfg.address:
+        ctx = ray.init(address=cfg.address, namespace="minillm", runtime_env=env)
+    else:
+        ctx = ray.init(
+            num_cpus=cfg.num_cpus,
+            namespace="minillm",
+            include_dashboard=True,
+            dashboard_host=cfg.dashboard_host,
+            dashboard_port=cfg.dashboard_port,
+            _node_ip_address="127.0.0.1" if cfg.dashboard_host == "127.0.0.1" else None,
+            runtime_env=env,
+        )
+    url = getattr(ctx, "dashboard_url", None)
+    print(
+        f"[distill] Ray dashboard: http://{url}" if url else "[distill] Ray dashboard: off",
+        flush=True,
+    )
+    return True
+
+
+class Driver:
+    """One run inside an initialised Ray. A subclass starts its actors (`evaluator` among
+    them, or None) in `__init__`, runs to the end in `loop()`, and says when a checkpoint is
+    due for evaluation (`eval_every`) and how a result reads (`eval_line`)."""
+
+    tag = "driver"  # prefix of its log lines
+
+    def __init__(self, cfg: Any):
+        import ray
+
+        from minillm.train.loop import MetricsLog
+
+        self.ray, self.cfg = ray, cfg
+        out = Path(cfg.out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        self.log = MetricsLog(out)
+        self.metrics = Metrics()
+        self.actors: list = []
+        self.evaluator = None
+        self.evals: list[dict] = []
+        self.eval_ref = None
+        self.evaluated: set[int] = set()
+
+    def loop(self) -> dict:
+        raise NotImplementedError
+
+    # ---- evaluation
+    def eval_every(self) -> int:
+        """Evaluate checkpoints whose step is a multiple of this (0: only the final one)."""
+        return 0
+
+    def eval_line(self, res: dict) -> str:
+        return f"step={res['step']}"
+
+    def maybe_eval(self, final: bool = False) -> None:
+        """Collect a finished evaluation; start one on the newest checkpoint when it is due
+        (every `eval_every()` steps). `final` waits for both."""
+        from minillm.train.state import list_checkpoints
+
+        if self.evaluator is None:
+            return
+        if self.eval_ref is not None:
+            ready, _ = self.ray.wait([self.eval_ref], timeout=None if final else 0)
+            if not ready:
+                return
+            ref, self.eval_ref = self.eval_ref, None
+            try:
+                self.record_eval(self.ray.get(ref))
+            except self.ray.exceptions.RayTaskError as e:  # e.g. pruned before it was read
+                print(f"[{self.tag}] evaluation failed: {e.cause!r}", flush=True)
+        ckpts = list_checkpoints(self.cfg.out_dir)
+        if not ckpts:
+            return
+        step, path = ckpts[-1]
+        every = self.eval_every()
+        if step not in self.evaluated and (final or (every and step % every == 0)):
+            self.evaluated.add(step)
+            self.eval_ref = self.evaluator.evaluate.remote(str(path))
+            if final:
+                self.maybe_eval(final=True)
+
+    def record_eval(self, res: dict) -> None:
+        self.evals.append(res)
+        print(f"[eval] {self.eval_line(res)}", flush=True)
+        self.log.write({"event": "eval", **res, "time": time.time()})
+
+    # ---- learner, shutdown
+    def learner_result(self, ref) -> dict:
+        """The learner's `run()` result; a user error in it (a bad setting or a missing file)
+        becomes a DistillError of one line."""
+        try:
+            return self.ray.get(ref)
+        except self.ray.exceptions.RayTaskError as e:
+            if isinstance(e.cause, (ValueError, FileNotFoundError)):
+                raise DistillError(f"learner: {e.cause}") from None
+            raise
+
+    def shutdown(self) -> None:
+        for a in self.actors:
+            try:
+                self.ray.kill(a)
+            except Exception as e:  # noqa: BLE001 - already gone is fine, anything else is shown
+                print(f"[{self.tag}] could not stop an actor: {e!r}", file=sys.stderr)
+
+
+def drive(
+    cls: type[Driver],
+    cfg: RayConfig,
+    *args,
+    plot: Callable[[], list] | None = None,
+    extra: dict | None = None,
+) -> dict:
+    """`cls(cfg, *args).loop()` in a Ray this starts (and stops) unless one is running; the
+    actors are stopped however it ends. `extra` is added to the result, then `plot()`'s files
+    as "plots" (a run without the data to plot says so on stderr)."""
+    started = init_ray(cfg)
+    r = None
+    try:
+        r = cls(cfg, *args)
+        res = r.loop()
+    finally:
+        if r is not None:
+            r.shutdown()
+        if started:
+            import ray
+
+            ray.shutdown()
+    res.update(extra or {})
+    if plot is not None:
+        try:
+            res["plots"] = [str(p) for p in plot()]
+        except (FileNotFoundError, ValueError) as e:
+            print(f"[{cls.tag}] no plots: {e}", file=sys.stderr)
+    return res
