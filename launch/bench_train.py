@@ -38,10 +38,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-import mlx.core as mx
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+MLX_BLAS = "mlx-linked"
+if __name__ == "__main__":
+    # MLX's CPU matmuls on OpenBLAS (as the `minillm` verbs get by re-exec), torch on its MKL
+    from minillm.blas import load_for_mlx
+
+    MLX_BLAS = load_for_mlx(keep_torch_blas=True) or MLX_BLAS
+
+import mlx.core as mx  # noqa: E402
+import numpy as np  # noqa: E402
 
 from minillm.model import PRESETS, Model, ModelArgs, init_weights  # noqa: E402
 from minillm.stats import (  # noqa: E402
@@ -464,7 +471,7 @@ def main(argv: list[str] | None = None) -> None:
     fl = flops_per_token(args, ns.seq_len)
     train_flops = train_flops_per_token(fl["forward"])
     dev_name, peak = device_peak_tflops(ns.device, ns.dtype)
-    versions = [f"mlx={mx.__version__}"]
+    versions = [f"mlx={mx.__version__}", f"mlx_blas={Path(MLX_BLAS).name}"]
     for mod in ("torch", "transformers", "mlx_lm"):
         if importlib.util.find_spec(mod):
             versions.append(f"{mod}={__import__(mod).__version__}")

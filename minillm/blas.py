@@ -29,6 +29,30 @@ def openblas_path() -> str | None:
     return next((c for c in CANDIDATES if Path(c).is_file()), None)
 
 
+def load_for_mlx(keep_torch_blas: bool = True) -> str | None:
+    """Make MLX's BLAS calls go to OpenBLAS in this process, without a re-exec.
+
+    Loads OpenBLAS with RTLD_GLOBAL before `mlx.core` is imported, so MLX binds its
+    `cblas_sgemm` there. PyTorch (MKL inside libtorch_cpu) would bind its `sgemm_` to
+    OpenBLAS too if it loaded later, so with `keep_torch_blas` torch is imported first when
+    installed (it then keeps its own BLAS). Returns the library path, or None when nothing was
+    done (no OpenBLAS, not Linux, MINILLM_OPENBLAS=0, or MLX already imported).
+    """
+    lib = openblas_path()
+    if lib is None or "mlx.core" in sys.modules:
+        return None
+    if keep_torch_blas:
+        import importlib.util
+
+        if importlib.util.find_spec("torch") is not None:
+            import torch  # noqa: F401
+
+    import ctypes
+
+    ctypes.CDLL(lib, mode=os.RTLD_GLOBAL | os.RTLD_NOW)
+    return lib
+
+
 def maybe_reexec() -> None:
     """Re-exec this exact command line with OpenBLAS in LD_PRELOAD (once, Linux only)."""
     lib = openblas_path()

@@ -10,6 +10,8 @@ from typing import Any
 import mlx.core as mx
 import mlx.nn as nn
 
+from minillm import cpu_ops
+
 PRESETS: dict[str, dict[str, Any]] = {
     "tiny": dict(
         hidden_size=256,
@@ -248,9 +250,11 @@ class MLP(nn.Module):
         self.gate_proj = nn.Linear(dim, hidden, bias=False)
         self.up_proj = nn.Linear(dim, hidden, bias=False)
         self.down_proj = nn.Linear(hidden, dim, bias=False)
+        self.cpu_silu = False  # set by the training step builder (minillm.cpu_ops)
 
     def __call__(self, x: mx.array) -> mx.array:
-        return self.down_proj(nn.silu(self.gate_proj(x)) * self.up_proj(x))
+        act = cpu_ops.silu if self.cpu_silu and cpu_ops.use_cpu_ops() else nn.silu
+        return self.down_proj(act(self.gate_proj(x)) * self.up_proj(x))
 
 
 class ExpertLinear(nn.Module):

@@ -19,6 +19,7 @@ import numpy as np
 from mlx.utils import tree_flatten, tree_map
 
 from minillm.checkpoint import cast_model, model_dtype, parse_dtype
+from minillm.cpu_ops import enable_for_training
 from minillm.train.config import TrainConfig
 from minillm.train.lora import apply_lora
 from minillm.train.optim import build_optimizer, lr_schedule, scale_and_clip
@@ -112,6 +113,7 @@ def build_step(model: nn.Module, loss_fn: Callable, optimizer: Any, cfg: TrainCo
     """
     state = [model.state, optimizer.state, mx.random.state]
     loss_and_grad = nn.value_and_grad(model, loss_fn)
+    enable_for_training(model)
     accum = cfg.accum_steps
 
     def micro_aux(batch, acc):

@@ -11,6 +11,7 @@ from collections.abc import Callable
 import mlx.core as mx
 import mlx.nn as nn
 
+from minillm import cpu_ops
 from minillm.model import make_mask
 
 LossFn = Callable[[nn.Module, dict[str, mx.array]], tuple[mx.array, mx.array]]
@@ -124,6 +125,11 @@ def chunked_ce(
 def _head_loss(
     model: nn.Module, h: mx.array, targets: mx.array, mask: mx.array, chunk_size: int
 ) -> tuple[mx.array, mx.array]:
+    if chunk_size <= 0 and cpu_ops.use_cpu_ops():
+        ce = cpu_ops.cross_entropy_sum(
+            h.reshape(-1, h.shape[-1]), head_weight(model), targets, mask
+        )
+        return ce, mask.sum()
     if chunk_size <= 0:
         return masked_ce(model.logits(h), targets, mask)
     rows = chunk_size * (h.shape[0] if h.ndim == 3 else 1)
