@@ -35,15 +35,20 @@ def use_cpu_ops() -> bool:
     return mx.default_device().type == mx.DeviceType.cpu
 
 
-def enable_for_training(model) -> None:
-    """On the CPU device: the fast SiLU in `model`'s dense MLPs, a larger MLX buffer cache."""
+def enable_for_training(model, attention: bool = True) -> None:
+    """On the CPU device: the fast SiLU (and, with `attention`, the fast causal attention) in
+    `model`'s layers, and a larger MLX buffer cache. The attention keeps more temporaries
+    than MLX's own, so the step builder asks for it only for compiled steps without
+    gradient checkpointing."""
     if not use_cpu_ops():
         return
-    from minillm.model import MLP
+    from minillm.model import MLP, Attention
 
     for _, m in model.named_modules():
         if isinstance(m, MLP):
             m.cpu_silu = True
+        elif isinstance(m, Attention) and m.fused:
+            m.cpu_attn = attention
     raise_cache_limit()
 
 

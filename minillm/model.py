@@ -223,6 +223,7 @@ class Attention(nn.Module):
         self.o_proj = nn.Linear(self.n_heads * hd, dim, bias=False)
         self.rope = nn.RoPE(hd, traditional=False, base=args.rope_theta)
         self.fused = True
+        self.cpu_attn = False  # set by the training step builder (minillm.cpu_ops)
 
     def __call__(self, x: mx.array, mask=None, cache: KVCache | None = None) -> mx.array:
         B, L, _ = x.shape
@@ -236,7 +237,9 @@ class Attention(nn.Module):
             q, k = (rope_ref(t, self.rope.base, offset) for t in (q, k))
         if cache is not None:
             k, v = cache.update_and_fetch(k, v)
-        if self.fused:
+        if self.cpu_attn and cache is None and isinstance(mask, str) and cpu_ops.use_cpu_ops():
+            out = cpu_ops.attention(q, k, v, self.scale, causal=True)
+        elif self.fused:
             out = mx.fast.scaled_dot_product_attention(q, k, v, scale=self.scale, mask=mask)
         else:
             out = attention_ref(q, k, v, self.scale, mask)

@@ -113,7 +113,7 @@ def build_step(model: nn.Module, loss_fn: Callable, optimizer: Any, cfg: TrainCo
     """
     state = [model.state, optimizer.state, mx.random.state]
     loss_and_grad = nn.value_and_grad(model, loss_fn)
-    enable_for_training(model)
+    enable_for_training(model, attention=cfg.compile and cfg.checkpoint_every_n <= 0)
     accum = cfg.accum_steps
 
     def micro_aux(batch, acc):
