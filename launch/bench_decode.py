@@ -24,7 +24,9 @@ the host and stops when the last one is, so
     decode tok/s = batch * (new_tokens - 1) / that time
 
 (each host read is a sync, as `mx.eval`). Prefill + first token is shown as `prefill ms`.
-Best of `--runs` runs (the first also warms up). Then per peer and batch size a `ratio` line
+Best of `--runs` runs (the first also warms up); the runs take turns (minillm, peers, minillm,
+...) with a `--settle` pause before each, so that machine load and spinning threads left by
+the previous implementation hit everyone alike. Then per peer and batch size a `ratio` line
 (MiniLLM tok/s / peer tok/s; the issue's goal is >= 1.2x mlx-lm at batch 1) and MiniLLM's
 scaling line (aggregate tok/s at the largest batch / batch 1; goal >= 10x for 64 vs 1).
 
@@ -213,6 +215,13 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--runs", type=int, default=2, help="best of N runs (the first warms up)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--peers", default=",".join(PEERS), help="comma list of mlx_lm,llama_cpp")
+    p.add_argument(
+        "--settle",
+        type=float,
+        default=0.5,
+        help="seconds of sleep before each run: llama.cpp's OpenMP and OpenBLAS threads\n"
+        "spin a while after their work and would slow the next implementation",
+    )
     ns = p.parse_args(argv)
     sizes = [int(x) for x in ns.batch_sizes.split(",") if x.strip()]
     peers = [x.strip() for x in ns.peers.split(",") if x.strip()]
@@ -306,6 +315,7 @@ def main(argv: list[str] | None = None) -> dict:
             # hits everyone alike; each keeps its best.
             for _ in range(ns.runs):
                 for impl, fn in list(fns.items()):
+                    time.sleep(ns.settle)
                     try:
                         r = check(fn(), b, ns.new_tokens, impl)
                         prev = results.get((impl, b))

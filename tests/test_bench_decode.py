@@ -25,6 +25,8 @@ def test_bench_decode_tiny_cpu(capsys):
                 "1,4",
                 "--runs",
                 "1",
+                "--settle",
+                "0",
             ]
         )
     out = capsys.readouterr().out
@@ -72,6 +74,8 @@ def test_bench_decode_reports_missing_llama_cpp(capsys, monkeypatch):
                 "1",
                 "--peers",
                 "llama_cpp",
+                "--settle",
+                "0",
             ]
         )
     out = capsys.readouterr().out
