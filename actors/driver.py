@@ -52,7 +52,7 @@ def resolve_init_from(init_from: str) -> str:
 def runtime_env() -> dict:
     """Ray runtime env of MiniLLM's actors: this checkout on PYTHONPATH and, on Linux with
     OpenBLAS installed, OpenBLAS preloaded into the workers (MLX's CPU wheel ships a reference
-    BLAS; see minillm/blas.py)."""
+    BLAS; see minillm/blas.py), and `MINILLM_CORES` (actors/cores.py) when set."""
     import os
 
     from minillm.blas import openblas_path
@@ -62,6 +62,8 @@ def runtime_env() -> dict:
     lib = openblas_path()
     if lib and "openblas" not in os.environ.get("LD_PRELOAD", ""):
         env["LD_PRELOAD"] = f"{lib} {os.environ.get('LD_PRELOAD', '')}".strip()
+    if os.environ.get("MINILLM_CORES"):
+        env["MINILLM_CORES"] = os.environ["MINILLM_CORES"]
     return {"env_vars": env}
 
 

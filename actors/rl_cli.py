@@ -55,6 +55,13 @@ def build_parser() -> argparse.ArgumentParser:
     a("--no_dynamic_sampling", dest="dynamic_sampling", action="store_false")
     a("--max_staleness", type=int, default=1)
     a("--sequential", action="store_true", help="rollout then train, no overlap (a baseline)")
+    a(
+        "--cores",
+        default=env("MINILLM_CORES", None),
+        help="CPU node: pin actors to cores, e.g. learner=0-3,rollout-0=4,rollout-1=5",
+    )
+    a("--local", action="store_true",
+      help="no Ray: roll out and train in turn in this process (on-policy; e.g. a GPU box)")  # fmt: skip
     a("--seed", type=int, default=int(env("SEED", 1337)))
     a("--lang", default="en", choices=["en", "zh"])
     a("--dtype", default=env("DTYPE", "bfloat16"))
@@ -156,9 +163,21 @@ def main(argv: list[str] | None = None) -> int:
     ns = build_parser().parse_args(argv)
     if not ns.init_from:
         raise ValueError("--init_from CKPT (or INIT_FROM) is required: the policy to start from")
+    if ns.cores:
+        import os
+
+        from actors.cores import parse
+
+        parse(ns.cores)  # a bad spec fails here, before anything starts
+        os.environ["MINILLM_CORES"] = ns.cores
     init = warmup(ns) if ns.warmup_steps else ns.init_from
     cfg = config_from(ns, init)
-    res = run(cfg, eval_before=ns.run_eval and not ns.resume)
+    if ns.local:
+        from actors.rl_local import run_local
+
+        res = run_local(cfg, eval_before=ns.run_eval and not ns.resume)
+    else:
+        res = run(cfg, eval_before=ns.run_eval and not ns.resume)
     summary = {
         "step": res["learner"].get("step"),
         "before": res["before"],

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from actors.cores import pin
 from actors.metrics import Metrics
 from actors.weights import snapshot
 from minillm.rl.grpo import GRPOConfig, advantages, build_batch
@@ -171,6 +172,7 @@ class RLLearner:
         from minillm.train.loop import MetricsLog
         from minillm.train.state import find_checkpoint, load_state
 
+        pin("learner")
         cfg = TrainConfig(**self.train_cfg)
         if cfg.lora_r:
             raise ValueError("GRPO with LoRA is not supported yet; drop --lora_r")

@@ -9,6 +9,7 @@ import time
 import numpy as np
 import pyarrow as pa
 
+from actors.cores import pin
 from actors.metrics import Metrics
 from actors.weights import load_snapshot
 
@@ -65,6 +66,7 @@ class RolloutWorker:
         from minillm.checkpoint import load
 
         self.index = index
+        pin(f"rollout-{index}")
         self.model, self.tok = load(init_from)
         self.model.eval()
         self.records, self.order = records, PromptOrder(len(records), seed)
@@ -104,6 +106,7 @@ class RolloutWorker:
         from minillm.data.gsm8k import extract_answer, reward, same_number
         from minillm.rl.rollout import rollout
 
+        pin(f"rollout-{self.index}")  # threads started since __init__ too
         if weights:
             self.set_weights(weights, version)
         t0 = time.perf_counter()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import subprocess
 import sys
@@ -70,6 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seq_len", type=int, default=96)
     p.add_argument("--learner_gpus", type=float, default=0.0)
     p.add_argument("--worker_gpus", type=float, default=0.0)
+    p.add_argument("--pin", action="store_true",
+                   help="CPU node: the learner on core 0, rollout worker i on core 1 + i "
+                   "(MINILLM_CORES), so they do not compete for cores")  # fmt: skip
     ns = p.parse_args(argv)
 
     import ray
@@ -77,6 +81,11 @@ def main(argv: list[str] | None = None) -> int:
     from actors.distill import runtime_env
     from actors.rl import RLConfig, run
 
+    if ns.pin:
+        n = os.cpu_count() or 1
+        spec = ["learner=0", *(f"rollout-{i}={(1 + i) % n}" for i in range(ns.workers))]
+        os.environ["MINILLM_CORES"] = ",".join(spec)  # read by the actors Ray starts
+        print(f"[bench] MINILLM_CORES={os.environ['MINILLM_CORES']}", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         init, data = ns.init_from, ns.data_path
         if init is None or data is None:

@@ -3,8 +3,10 @@ weight snapshots."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
+from pathlib import Path
 
 import mlx.core as mx
 import numpy as np
@@ -17,6 +19,8 @@ from actors.rollout import SCHEMA, PromptOrder
 from actors.weights import load_snapshot, snapshot
 from minillm.rl.grpo import GRPOConfig
 from tests.conftest import make_tiny
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def groups_table(prompts: dict[int, list[float]], version: int = 0) -> pa.Table:
@@ -93,3 +97,39 @@ def test_weight_snapshot_round_trip_bf16():
     x = mx.array([[1, 2, 3, 4]])
     assert mx.array_equal(a(x), b(x)).item()
     assert all(v.dtype == mx.bfloat16 for v in [b(x)])
+
+
+def test_core_spec_parses_and_bad_specs_name_the_part():
+    from actors.cores import parse
+
+    assert parse("learner=0-2,rollout-0=3;rollout-1=3") == {
+        "learner": {0, 1, 2},
+        "rollout-0": {3},
+        "rollout-1": {3},
+    }
+    with pytest.raises(ValueError, match="'learner' is not NAME=CORES"):
+        parse("learner")
+    with pytest.raises(ValueError, match="'rollout-0=a': cores must be N or N-M"):
+        parse("rollout-0=a")
+
+
+def test_pin_moves_every_thread_of_the_process_to_its_cores():
+    import subprocess
+    import sys
+
+    code = (
+        "import os, threading, time\n"
+        "ev = threading.Event()\n"
+        "t = threading.Thread(target=ev.wait, daemon=True); t.start()\n"  # a thread started before pinning
+        "from actors.cores import pin\n"
+        "print(sorted(pin('learner')), sorted(pin('rollout-9') or []))\n"
+        "print(sorted(os.sched_getaffinity(t.native_id)))\n"
+        "ev.set()\n"
+    )
+    env = {**os.environ, "MINILLM_CORES": "learner=0", "PYTHONPATH": str(ROOT)}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n")[:2] == ["[0] []", "[0]"]
+    env["MINILLM_CORES"] = "learner=4096"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert "cannot use" in out.stderr
