@@ -58,7 +58,7 @@ def score(model, tok, tasks: list[Task], max_new_tokens: int = 64, batch_size: i
     }
 
 
-def score_gsm8k(model, tok, records: list[dict], max_new_tokens: int = 256, batch_size: int = 16,
+def score_gsm8k(model, tok, records: list[dict], max_new_tokens: int = 256, batch_size: int = 64,
                 lang: str = "en") -> dict:  # fmt: skip
     """Greedy GSM8K accuracy: the extracted final number equals the record's target."""
     from minillm.data.gsm8k import extract_answer, prompt_messages, same_number

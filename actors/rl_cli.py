@@ -34,8 +34,14 @@ def build_parser() -> argparse.ArgumentParser:
     a("--warmup_steps", type=int, default=int(env("WARMUP_STEPS", 0)),
       help="SFT steps on GSM8K train solutions before RL (0: none)")  # fmt: skip
     a("--warmup_lr", type=float, default=1e-4)
+    a("--warmup_batch_size", type=int, default=8)
     a("--iters", type=int, default=int(env("ITERS", 5)), help="evaluations over the run")
-    a("--max_steps", type=int, default=int(env("MAX_STEPS", 1000)))
+    a(
+        "--max_steps",
+        type=int,
+        default=int(env("MAX_STEPS", 1000)),
+        help="GRPO steps (0: only the SFT warm-up)",
+    )
     a("--steps_per_iter", type=int, default=int(env("STEPS_PER_ITER", 0)) or None,
       help="steps between evaluations and checkpoints (default MAX_STEPS / ITERS)")  # fmt: skip
     a("--num_rollouts", type=int, default=int(env("NUM_ROLLOUTS", 64)),
@@ -112,7 +118,7 @@ def warmup(ns: argparse.Namespace) -> str:
         "--task", "sft", "--data_path", str(data), "--out_dir", str(wdir),
         "--max_steps", str(ns.warmup_steps), "--warmup_steps", str(max(1, ns.warmup_steps // 20)),
         "--learning_rate", str(ns.warmup_lr), "--seq_len", str(ns.seq_len),
-        "--batch_size", "8", "--dtype", ns.dtype, "--epochs", "1000",
+        "--batch_size", str(ns.warmup_batch_size), "--dtype", ns.dtype, "--epochs", "1000",
         "--save_interval", str(ns.warmup_steps), "--log_interval", str(ns.log_interval),
         "--shuffle_buffer", "1000",
     ]  # fmt: skip
@@ -171,6 +177,9 @@ def main(argv: list[str] | None = None) -> int:
         parse(ns.cores)  # a bad spec fails here, before anything starts
         os.environ["MINILLM_CORES"] = ns.cores
     init = warmup(ns) if ns.warmup_steps else ns.init_from
+    if ns.max_steps == 0:
+        print(f"[rl] --max_steps 0: warm-up only; the policy is {init}", flush=True)
+        return 0
     cfg = config_from(ns, init)
     if ns.local:
         from actors.rl_local import run_local
