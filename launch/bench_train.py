@@ -22,6 +22,10 @@ peak memory (MLX: mx.get_peak_memory; torch on CUDA: max_memory_allocated; torch
 RSS growth, `rss+`), then a table and, per peer, `ratio` = MiniLLM tok/s / peer tok/s and
 `mem_ratio` = MiniLLM peak / peer peak. Peers whose package is missing print `skipped (not
 installed)`; a peer that raises prints `failed: <reason>` and the benchmark goes on.
+
+On a Linux CPU, OpenBLAS (when installed) is loaded before MLX, so MLX's fp32 matmuls use it
+as the `minillm` verbs' re-exec gives them, while torch, imported first, keeps its own MKL.
+`--cpu_threads N` gives torch and OpenBLAS N threads each (MLX's other CPU ops run on one).
 """
 
 from __future__ import annotations
@@ -89,6 +93,18 @@ def rss_mib() -> float:
 
     scale = 1 if sys.platform == "darwin" else 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / MIB
+
+
+def set_cpu_threads(n: int) -> None:
+    """n threads for torch's CPU ops and for OpenBLAS (MLX's matmuls) when it is loaded."""
+    if importlib.util.find_spec("torch"):
+        import torch
+
+        torch.set_num_threads(n)
+    if MLX_BLAS.startswith("/"):
+        import ctypes
+
+        ctypes.CDLL(MLX_BLAS).openblas_set_num_threads(n)
 
 
 def one_line(e: BaseException) -> str:
@@ -454,6 +470,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--dtype", default="bfloat16", choices=("bfloat16", "float32"))
     p.add_argument("--peers", default=",".join(PEERS), help="comma list of torch,hf,mlx_lm")
     p.add_argument("--no_compile_torch", action="store_true", help="eager PyTorch (no compile)")
+    p.add_argument(
+        "--cpu_threads",
+        type=int,
+        default=0,
+        help="--device cpu: threads for torch (set_num_threads) and for MLX's OpenBLAS "
+        "(0: each library's default, all cores)",
+    )
     p.add_argument("--seed", type=int, default=0)
     ns = p.parse_args(argv)
 
@@ -464,6 +487,8 @@ def main(argv: list[str] | None = None) -> None:
         p.error(f"bad arguments (unknown peers {bad}?); peers: {', '.join(PEERS)}")
     if ns.device == "cpu":
         mx.set_default_device(mx.cpu)
+        if ns.cpu_threads > 0:
+            set_cpu_threads(ns.cpu_threads)
     elif mx.default_device().type != mx.gpu:
         p.error("--device gpu but MLX has no GPU device; use --device cpu")
 
@@ -479,6 +504,7 @@ def main(argv: list[str] | None = None) -> None:
         f"device={ns.device} ({dev_name}, peak {peak or 'n/a'} TFLOP/s {ns.dtype}) "
         f"preset={ns.preset} seq={ns.seq_len} dtype={ns.dtype} steps={ns.steps} "
         f"warmup={ns.warmup_steps} train_flops/token={train_flops / 1e9:.3f}G "
+        + (f"cpu_threads={ns.cpu_threads} " if ns.cpu_threads > 0 else "")
         + " ".join(versions),
         flush=True,
     )
