@@ -71,6 +71,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seq_len", type=int, default=96)
     p.add_argument("--learner_gpus", type=float, default=0.0)
     p.add_argument("--worker_gpus", type=float, default=0.0)
+    p.add_argument("--max_staleness", type=int, default=1)
+    p.add_argument("--prompts_per_rollout", type=int, default=0,
+                   help="prompts per worker call (0: a whole step's)")  # fmt: skip
+    p.add_argument("--max_buffer_groups", type=int, default=0,
+                   help="buffered + in-flight groups (0: groups per step x max_staleness)")  # fmt: skip
     p.add_argument("--pin", action="store_true",
                    help="CPU node: the learner on core 0, rollout worker i on core 1 + i "
                    "(MINILLM_CORES), so they do not compete for cores")  # fmt: skip
@@ -98,14 +103,15 @@ def main(argv: list[str] | None = None) -> int:
             cfg = RLConfig(
                 out_dir=f"{tmp}/{mode}", init_from=init, data_path=data, workers=ns.workers,
                 samples_per_prompt=ns.samples_per_prompt, num_rollouts=ns.num_rollouts,
-                prompts_per_rollout=ns.num_rollouts // ns.samples_per_prompt,
+                prompts_per_rollout=ns.prompts_per_rollout or ns.num_rollouts // ns.samples_per_prompt,
                 max_new_tokens=ns.max_new_tokens, temperature=1.0, top_p=1.0,
                 train=dict(dtype=ns.dtype, seq_len=ns.seq_len, max_steps=ns.steps,
                            learning_rate=1e-4, warmup_steps=0, min_lr_ratio=1.0,
                            save_interval=ns.steps, log_interval=10),
                 run_eval=False, run_bench=False, learner_cpus=0, status_interval_s=1e9,
                 learner_gpus=ns.learner_gpus, worker_gpus=ns.worker_gpus,
-                sequential=mode == "sequential",
+                sequential=mode == "sequential", max_staleness=ns.max_staleness,
+                max_buffer_groups=ns.max_buffer_groups,
             )  # fmt: skip
             res = run(cfg)
             lr = res["learner"]
@@ -113,8 +119,16 @@ def main(argv: list[str] | None = None) -> int:
             rollout = sum(r["seconds"] for r in res["rollouts"]) / steps
             train = lr["train_s"] / steps
             rows[mode] = (lr["wall_s"] / steps, rollout, train)
+            ev = [
+                json.loads(x) for x in Path(cfg.out_dir, "metrics.jsonl").read_text().splitlines()
+            ]
+            ev = [e for e in ev if e.get("event") == "rl"]
+            print(f"[bench] {mode}: mean staleness {sum(e['staleness'] for e in ev) / len(ev):.2f}, "
+                  f"groups dropped flat {sum(e['dropped_flat'] for e in ev)} / stale "
+                  f"{sum(e['dropped_stale'] for e in ev)}, rollout calls {len(res['rollouts'])}")  # fmt: skip
             print(f"[bench] {mode}: {lr['wall_s'] / steps:.2f} s/step, rollout {rollout:.2f} "
-                  f"s/step, train {train:.2f} s/step")  # fmt: skip
+                  f"s/step, train {train:.2f} s/step, learner waited {lr['wait_s'] / steps:.2f} "
+                  f"s/step")  # fmt: skip
         ray.shutdown()
     seq, ovl = rows["sequential"], rows["overlapped"]
     bound = max(seq[1], seq[2])

@@ -1,17 +1,12 @@
 """GSM8K-format GRPO on a real local Ray cluster (one per module): sequential mode trains on-policy,
 rollouts overlap training with versioned weights inside the staleness bound, every prompt is
 trained at most once, the learner and evaluator report through metrics.jsonl, plots and
-Prometheus, and a resumed run repeats no prompt. A held-out accuracy gain is NOT asserted: on
-this CPU the tiny model's greedy accuracy moved 0.295 -> 0.355/0.365 after 10 steps but fell
-below its start at 20 (see the README); that acceptance point is open."""
+Prometheus, and a resumed run repeats no prompt. The held-out accuracy gain is asserted in
+tests/test_rl_learning.py (no Ray: on-policy steps in one process)."""
 
 from __future__ import annotations
 
 import json
-import os
-import random
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -20,55 +15,21 @@ import httpx
 import pytest
 
 from actors.rl import RLConfig, run
-from minillm.data.gsm8k import sft_record
 from tests.conftest import scrape
+from tests.rl_data import sft_start, sums_set, write_jsonl
 
 ray = pytest.importorskip("ray")
 pytestmark = pytest.mark.usefixtures("cluster")  # one local Ray for the module (conftest)
-ROOT = Path(__file__).resolve().parent.parent
-MODEL = ["--hidden_size", "128", "--num_hidden_layers", "2", "--num_attention_heads", "4",
-         "--num_key_value_heads", "2", "--intermediate_size", "384"]  # fmt: skip
-NAMES = ["Tom", "Ana", "Li", "Sam", "Mia", "Raj", "Eva", "Kai"]
-ITEMS = ["apples", "pens", "cards", "books", "coins", "stamps"]
-
-
-def sums_set(n: int, seed: int) -> list[dict]:
-    """GSM8K-format one-digit sums with a uniform answer 0..9 (`#### n`)."""
-    rng, out = random.Random(seed), []
-    for _ in range(n):
-        s = rng.randint(0, 9)
-        a = rng.randint(0, s)
-        q = f"{rng.choice(NAMES)} has {a} {rng.choice(ITEMS)} and gets {s - a} more. How many now?"
-        out.append({"question": q, "answer": f"{a} + {s - a} = <<{a}+{s - a}={s}>>{s}\n#### {s}"})
-    return out
-
-
-def write_jsonl(path: Path, recs: list[dict]) -> str:
-    path.write_text("".join(json.dumps(r) + "\n" for r in recs), encoding="utf-8")
-    return str(path)
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    """Train/test files and an SFT start (60 steps on the train solutions, OpenBLAS process)."""
+    """Train/test files and an SFT start (100 steps on the train solutions, OpenBLAS process)."""
     d = tmp_path_factory.mktemp("rl")
     train = sums_set(2000, 0)
     paths = {"train": write_jsonl(d / "train.jsonl", train),
              "test": write_jsonl(d / "test.jsonl", sums_set(200, 1))}  # fmt: skip
-    from minillm.data.gsm8k import load_gsm8k
-
-    sft = d / "sft.jsonl"
-    recs = load_gsm8k(paths["train"])
-    sft.write_text("".join(json.dumps(sft_record(r)) + "\n" for r in recs), encoding="utf-8")
-    cmd = [sys.executable, "-m", "minillm.train", "--task", "sft", "--data_path", str(sft),
-           "--out_dir", str(d / "sft"), "--preset", "custom", *MODEL, "--dtype", "float32",
-           "--seq_len", "96", "--batch_size", "16", "--max_steps", "100", "--warmup_steps", "5",
-           "--learning_rate", "3e-3", "--save_interval", "100", "--shuffle_buffer", "1000",
-           "--seed", "0"]  # fmt: skip
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
-                       env={**os.environ, "PYTHONPATH": str(ROOT)})  # fmt: skip
-    assert r.returncode == 0, r.stderr[-2000:]
-    return {**paths, "sft": str(d / "sft")}
+    return {**paths, "sft": sft_start(d / "sft", train, steps=100)}
 
 
 def config(data: dict, out: Path, **kw) -> RLConfig:
@@ -90,12 +51,12 @@ def rl_events(out: Path) -> list[dict]:
 
 
 def test_sequential_mode_trains_on_policy_and_evaluates(data, tmp_path):
-    cfg = config(data, tmp_path / "learn", sequential=True, train=dict(max_steps=10))
+    cfg = config(data, tmp_path / "learn", sequential=True, train=dict(max_steps=4))
     res = run(cfg, eval_before=True)
     before = res["before"]["gsm8k_accuracy"]
     after = res["evals"][-1]["gsm8k_accuracy"]
     print(f"GSM8K-format accuracy {before:.3f} -> {after:.3f}; {res['seconds']:.0f}s")
-    assert res["evals"][-1]["step"] == 10 and res["before"]["gsm8k_n"] == 200
+    assert res["evals"][-1]["step"] == 4 and res["before"]["gsm8k_n"] == 200
     assert 0 <= before <= 1 and 0 <= after <= 1
     # sequential: every step trained on groups sampled with the policy it updated
     assert all(e["staleness"] == 0 for e in rl_events(tmp_path / "learn"))
