@@ -2,8 +2,10 @@
 
 Groups whose rewards are all equal carry no GRPO signal and are dropped when they arrive
 (`dynamic_sampling`); groups more than `max_staleness` policy versions behind the learner are
-dropped when taken. The indices of dropped prompts are handed to the next `take` so the learner
-records them as consumed (a resumed run does not roll them out again). Thread-safe: under Ray it
+dropped when taken, and once a take has filled a batch, the groups left that will be too old
+for the next one are dropped at once (so the depth counts only usable groups). The indices of
+dropped prompts are handed to the learner with a `take`, which records them as consumed (a
+resumed run does not roll them out again). Thread-safe: under Ray it
 runs with max_concurrency > 1 so `take` can block while `add` goes on.
 """
 
@@ -70,10 +72,26 @@ class ReplayBuffer:
                 if len(out) >= n or left <= 0:
                     break
                 self.cv.wait(left)
+            if len(out) >= n:
+                self._evict(version + 1)
             dropped, self.dropped = self.dropped, {"flat": [], "stale": []}
             self.counts["taken"] += len(out)
             self.metrics.set("minillm_buffer_groups", len(self.groups))
             return {"groups": out, "dropped": dropped, "depth": len(self.groups)}
+
+    def _evict(self, next_version: int) -> None:
+        """Drop now the groups the learner's next batch (at `next_version`) could not use, so
+        the depth the driver sees counts only usable groups and it refills during the step
+        instead of the learner finding stale groups (and waiting) at its next take."""
+        keep = deque()
+        for g in self.groups:
+            if next_version - g.column("version")[0].as_py() > self.max_staleness:
+                self.counts["stale"] += 1
+                self.dropped["stale"].append(g.column("prompt_index")[0].as_py())
+                self.metrics.inc("minillm_groups_dropped", reason="stale")
+            else:
+                keep.append(g)
+        self.groups = keep
 
     def depth(self) -> int:
         with self.cv:

@@ -49,6 +49,20 @@ def test_buffer_keeps_groups_whole_and_drops_flat_and_stale():
         buf.add(groups_table({9: [1, 0]}))
 
 
+def test_buffer_drops_leftovers_the_next_batch_could_not_use():
+    buf = ReplayBuffer(group_size=2, max_staleness=1)
+    buf.add(groups_table({0: [1, 0], 1: [0, 1]}, version=0))
+    buf.add(groups_table({2: [1, 0]}, version=1))
+    got = buf.take(1, version=1, timeout=0.1)  # batch full: prompt 1 (v0) is too old for v2
+    assert [g.column("prompt_index")[0].as_py() for g in got["groups"]] == [0]
+    assert got["dropped"]["stale"] == [1] and buf.depth() == 1
+    assert buf.stats()["stale"] == 1
+    # a take that cannot fill its batch returns what there is (the learner asks again)
+    buf.add(groups_table({3: [0, 1]}, version=1))
+    got = buf.take(3, version=1, timeout=0.05)
+    assert [g.column("prompt_index")[0].as_py() for g in got["groups"]] == [2, 3]
+
+
 def test_buffer_take_waits_for_add():
     buf = ReplayBuffer(group_size=2, max_staleness=5, dynamic_sampling=False)
     threading.Timer(0.3, lambda: buf.add(groups_table({4: [1, 0]}))).start()
