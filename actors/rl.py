@@ -106,6 +106,87 @@ def load_records(cfg: RLConfig, spec: str, limit: int | None) -> list[dict]:
     return load_gsm8k(spec, data_dir=cfg.data_dir, hf_endpoint=cfg.hf_endpoint, limit=limit)
 
 
+def consumed_at_resume(cfg: RLConfig) -> set[int]:
+    """Prompt indices the newest checkpoint's cursor holds (empty unless resuming)."""
+    from minillm.train.state import find_checkpoint, load_state
+
+    start = find_checkpoint(cfg.out_dir) if cfg.resume else None
+    if start is None:
+        return set()
+    return set((load_state(start).cursor or {}).get("consumed", []))
+
+
+class PromptCursor:
+    """Prompt-stream indices to roll out next: 0, 1, 2, ... without those already consumed,
+    and prompts handed back (their rollout was lost) first."""
+
+    def __init__(self, consumed=()):
+        self.consumed = set(consumed)
+        self.next = 0
+        self.todo: deque[int] = deque()
+
+    def take(self, n: int) -> list[int]:
+        out = []
+        while len(out) < n:
+            if self.todo:
+                out.append(self.todo.popleft())
+                continue
+            i, self.next = self.next, self.next + 1
+            if i not in self.consumed:
+                out.append(i)
+        return out
+
+    def give_back(self, idx: list[int]) -> None:
+        self.prompts.give_back(idx)
+
+
+class FlatWarning:
+    """Say once when dynamic sampling keeps dropping groups (a policy that gets every reply of
+    most prompts wrong gives GRPO nothing to learn from); `__call__` takes a buffer.add reply."""
+
+    def __init__(self, groups_per_step: int):
+        self.groups_per_step, self.warned = groups_per_step, False
+
+    def __call__(self, info: dict) -> None:
+        flat, added = info["flat"], info["added"]
+        if added >= 20 * self.groups_per_step and flat / added > 0.9 and not self.warned:
+            self.warned = True
+            print(
+                f"[rl] warning: {flat} of {added} groups had equal rewards and were dropped; the "
+                "policy is too weak for this task: warm it up (--warmup_steps) or pass "
+                "--no_dynamic_sampling",
+                flush=True,
+            )
+
+
+def eval_line(res: dict) -> str:
+    """One line of an evaluator result: step, GSM8K and bench accuracy."""
+    parts = [f"step={res['step']}"]
+    if "gsm8k_accuracy" in res:
+        parts.append(f"gsm8k={res['gsm8k_accuracy']:.3f} (n={res['gsm8k_n']})")
+    if "accuracy" in res:
+        parts.append(f"bench={res['accuracy']:.3f} (n={res['n']})")
+    return " ".join(parts)
+
+
+def worker_args(cfg: RLConfig, index: int, records) -> tuple:
+    """`RolloutWorker` constructor arguments (records: a list, or an object ref to one)."""
+    return (index, cfg.init_from, records, cfg.samples_per_prompt, cfg.max_new_tokens,
+            cfg.temperature, cfg.top_p, cfg.format_weight, cfg.seed, cfg.lang)  # fmt: skip
+
+
+def learner_args(cfg: RLConfig, buffer) -> tuple:
+    """`RLLearner` constructor arguments (buffer: an actor handle or a local source)."""
+    return (buffer, cfg.train, cfg.grpo(), cfg.init_from, cfg.groups_per_step,
+            cfg.train["max_steps"], cfg.ref_from, cfg.resume)  # fmt: skip
+
+
+def evaluator_args(cfg: RLConfig, eval_records: list[dict]) -> tuple:
+    """`Evaluator` constructor arguments: the synthetic bench (RUN_BENCH), GSM8K (RUN_EVAL)."""
+    return (cfg.bench_samples if cfg.run_bench else 0, 10_000, None, "both", 64, None,
+            eval_records if cfg.run_eval else None, cfg.eval_max_new_tokens)  # fmt: skip
+
+
 class RLRun(Driver):
     """One RL run inside an initialised Ray (see `run`)."""
 
@@ -116,7 +197,6 @@ class RLRun(Driver):
         from actors.evaluator import Evaluator
         from actors.rl_learner import RLLearner
         from actors.rollout import RolloutWorker
-        from minillm.train.state import find_checkpoint, load_state
 
         super().__init__(cfg)
         ray = self.ray
@@ -130,18 +210,7 @@ class RLRun(Driver):
         self.workers = [
             ray.remote(RolloutWorker)
             .options(name=f"rollout-{i}", num_cpus=0, num_gpus=cfg.worker_gpus, max_restarts=-1)
-            .remote(
-                i,
-                cfg.init_from,
-                recs,
-                cfg.samples_per_prompt,
-                cfg.max_new_tokens,
-                cfg.temperature,
-                cfg.top_p,
-                cfg.format_weight,
-                cfg.seed,
-                cfg.lang,
-            )  # fmt: skip
+            .remote(*worker_args(cfg, i, recs))
             for i in range(cfg.workers)
         ]
         self.learner = (
@@ -152,44 +221,19 @@ class RLRun(Driver):
                 num_gpus=cfg.learner_gpus,
                 max_concurrency=4,
             )
-            .remote(
-                self.buffer,
-                cfg.train,
-                cfg.grpo(),
-                cfg.init_from,
-                cfg.groups_per_step,
-                cfg.train["max_steps"],
-                cfg.ref_from,
-                cfg.resume,
-            )  # fmt: skip
+            .remote(*learner_args(cfg, self.buffer))
         )
         if cfg.run_eval or cfg.run_bench:
             self.evaluator = (
                 ray.remote(Evaluator)
                 .options(name="evaluator", num_cpus=0)
-                .remote(
-                    cfg.bench_samples if cfg.run_bench else 0,
-                    10_000,
-                    None,
-                    "both",
-                    64,
-                    None,
-                    eval_records if cfg.run_eval else None,
-                    cfg.eval_max_new_tokens,
-                )
+                .remote(*evaluator_args(cfg, eval_records))
             )
         self.actors = [a for a in (self.buffer, *self.workers, self.learner, self.evaluator) if a]
         t = time.time()
         ray.get([w.ping.remote() for w in self.workers])
         print(f"[rl] {cfg.workers} rollout workers ready in {time.time() - t:.1f}s", flush=True)
-        consumed: set[int] = set()
-        start = find_checkpoint(cfg.out_dir) if cfg.resume else None
-        if start is not None:
-            cursor = load_state(start).cursor or {}
-            consumed = set(cursor.get("consumed", []))
-        self.consumed = consumed
-        self.next_prompt = 0
-        self.todo: deque[int] = deque()
+        self.prompts = PromptCursor(consumed_at_resume(cfg))
         self.outstanding: dict[Any, tuple[int, list[int]]] = {}
         self.adds: dict[Any, int] = {}  # buffer.add refs -> prompts they carry
         self.weights: tuple[int, list] | None = None
@@ -200,19 +244,7 @@ class RLRun(Driver):
         self.good = 0  # informative groups added so far (sequential rounds count these)
         self.round_version: int | None = None
         self.round_good = 0
-        self.warned = False
-
-    def take_prompts(self, n: int) -> list[int]:
-        out = []
-        while len(out) < n:
-            if self.todo:
-                out.append(self.todo.popleft())
-                continue
-            i = self.next_prompt
-            self.next_prompt += 1
-            if i not in self.consumed:
-                out.append(i)
-        return out
+        self.warn_flat = FlatWarning(cfg.groups_per_step)
 
     def issue(self) -> None:
         """Hand prompts to idle workers. Overlapped (default): while buffered + in-flight
@@ -242,22 +274,9 @@ class RLRun(Driver):
                 n = min(n, need)
             elif self.buffered + in_flight >= cap:
                 continue
-            idx = self.take_prompts(n)
+            idx = self.prompts.take(n)
             t, s = w.rollout.options(num_returns=2).remote(idx, ref, version)
             self.outstanding[s] = (wi, idx, t)
-
-    def warn_flat(self, info: dict) -> None:
-        """Say so when dynamic sampling keeps dropping groups (a policy that gets every
-        reply of most prompts wrong gives GRPO nothing to learn from)."""
-        flat, added = info["flat"], info["added"]
-        if added >= 20 * self.cfg.groups_per_step and flat / added > 0.9 and not self.warned:
-            self.warned = True
-            print(
-                f"[rl] warning: {flat} of {added} groups had equal rewards and were dropped; the "
-                "policy is too weak for this task: warm it up (--warmup_steps) or pass "
-                "--no_dynamic_sampling",
-                flush=True,
-            )
 
     def loop(self) -> dict:
         ray, cfg = self.ray, self.cfg
@@ -282,7 +301,7 @@ class RLRun(Driver):
                         st = ray.get(ref)
                     except ray.exceptions.RayActorError:
                         self.reissued += 1
-                        self.todo.extendleft(reversed(idx))
+                        self.prompts.give_back(idx)
                         continue
                     self.rollout_tokens += st["tokens"]
                     self.rollout_seconds += st["seconds"]
@@ -336,12 +355,7 @@ class RLRun(Driver):
         return self.cfg.steps_per_iter
 
     def eval_line(self, res: dict) -> str:
-        parts = [f"step={res['step']}"]
-        if "gsm8k_accuracy" in res:
-            parts.append(f"gsm8k={res['gsm8k_accuracy']:.3f} (n={res['gsm8k_n']})")
-        if "accuracy" in res:
-            parts.append(f"bench={res['accuracy']:.3f} (n={res['n']})")
-        return " ".join(parts)
+        return eval_line(res)
 
 
 def evaluate_start(cfg: RLConfig, eval_records: list[dict]) -> dict:

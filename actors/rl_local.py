@@ -13,7 +13,17 @@ import sys
 import time
 from pathlib import Path
 
-from actors.rl import RLConfig, prepare
+from actors.rl import (
+    FlatWarning,
+    PromptCursor,
+    RLConfig,
+    consumed_at_resume,
+    eval_line,
+    evaluator_args,
+    learner_args,
+    prepare,
+    worker_args,
+)
 
 
 class LocalRollouts:
@@ -24,44 +34,23 @@ class LocalRollouts:
     def __init__(self, cfg: RLConfig, worker, buffer, evaluator=None, consumed=()):
         self.cfg, self.worker, self.buffer, self.evaluator = cfg, worker, buffer, evaluator
         self.learner = None  # set by run_local before training starts
-        self.consumed = set(consumed)
-        self.next_prompt = 0
+        self.prompts = PromptCursor(consumed)
         self.rollout_stats: list[dict] = []
         self.evals: list[dict] = []
         self.evaluated: set[int] = set()
-        self.warned = False
+        self.warn_flat = FlatWarning(cfg.groups_per_step)
         self.log = None
-
-    def take_prompts(self, n: int) -> list[int]:
-        out = []
-        while len(out) < n:
-            i = self.next_prompt
-            self.next_prompt += 1
-            if i not in self.consumed:
-                out.append(i)
-        return out
 
     def take(self, n: int, version: int, timeout: float = 0.0) -> dict:
         self.maybe_eval(version)
         while self.buffer.depth() < n:
             pub_version, weights = self.learner.weights()
             k = min(self.cfg.prompts_per_rollout, n - self.buffer.depth())
-            table, st = self.worker.rollout(self.take_prompts(k), weights, pub_version)
+            table, st = self.worker.rollout(self.prompts.take(k), weights, pub_version)
             self.rollout_stats.append(st)
             info = self.buffer.add(table)
             self.warn_flat(info)
         return self.buffer.take(n, version, 0.0)
-
-    def warn_flat(self, info: dict) -> None:
-        flat, added = info["flat"], info["added"]
-        if added >= 20 * self.cfg.groups_per_step and flat / added > 0.9 and not self.warned:
-            self.warned = True
-            print(
-                f"[rl] warning: {flat} of {added} groups had equal rewards and were dropped; the "
-                "policy is too weak for this task: warm it up (--warmup_steps) or pass "
-                "--no_dynamic_sampling",
-                flush=True,
-            )
 
     def maybe_eval(self, step: int, final: bool = False) -> None:
         from minillm.train.state import list_checkpoints
@@ -76,12 +65,7 @@ class LocalRollouts:
         self.evaluated.add(step)
         res = self.evaluator.evaluate(str(path))
         self.evals.append(res)
-        parts = [f"step={res['step']}"]
-        if "gsm8k_accuracy" in res:
-            parts.append(f"gsm8k={res['gsm8k_accuracy']:.3f} (n={res['gsm8k_n']})")
-        if "accuracy" in res:
-            parts.append(f"bench={res['accuracy']:.3f} (n={res['n']})")
-        print("[eval] " + " ".join(parts), flush=True)
+        print(f"[eval] {eval_line(res)}", flush=True)
         if self.log is not None:
             self.log.write({"event": "eval", **res, "time": time.time()})
 
@@ -93,31 +77,17 @@ def run_local(cfg: RLConfig, eval_before: bool = False) -> dict:
     from actors.rl_learner import RLLearner
     from actors.rollout import RolloutWorker
     from minillm.train.loop import MetricsLog
-    from minillm.train.state import find_checkpoint, load_state
 
     records, eval_records, before = prepare(cfg, eval_before)
-    consumed = set()
-    start = find_checkpoint(cfg.out_dir) if cfg.resume else None
-    if start is not None:
-        consumed = set((load_state(start).cursor or {}).get("consumed", []))
     t0 = time.time()
-    worker = RolloutWorker(
-        0, cfg.init_from, records, cfg.samples_per_prompt, cfg.max_new_tokens, cfg.temperature,
-        cfg.top_p, cfg.format_weight, cfg.seed, cfg.lang,
-    )  # fmt: skip
+    worker = RolloutWorker(*worker_args(cfg, 0, records))
     buffer = ReplayBuffer(cfg.samples_per_prompt, cfg.max_staleness, cfg.dynamic_sampling)
     evaluator = None
     if cfg.run_eval or cfg.run_bench:
-        evaluator = Evaluator(
-            cfg.bench_samples if cfg.run_bench else 0, 10_000, None, "both", 64, None,
-            eval_records if cfg.run_eval else None, cfg.eval_max_new_tokens,
-        )  # fmt: skip
-    source = LocalRollouts(cfg, worker, buffer, evaluator, consumed)
+        evaluator = Evaluator(*evaluator_args(cfg, eval_records))
+    source = LocalRollouts(cfg, worker, buffer, evaluator, consumed_at_resume(cfg))
     source.log = MetricsLog(Path(cfg.out_dir))
-    learner = RLLearner(
-        source, cfg.train, cfg.grpo(), cfg.init_from, cfg.groups_per_step,
-        cfg.train["max_steps"], cfg.ref_from, cfg.resume,
-    )  # fmt: skip
+    learner = RLLearner(*learner_args(cfg, source))
     source.learner = learner
     result = learner.run()
     source.maybe_eval(result["step"], final=True)

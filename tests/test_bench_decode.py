@@ -9,26 +9,15 @@ import mlx.core as mx
 from launch.bench_decode import Result, main
 
 
-def test_bench_decode_tiny_cpu(capsys):
+def tiny_cpu(*flags: str) -> dict:
+    """`main()` on the tiny preset in fp32 on the CPU, one run, no settling pause."""
+    base = ["--preset", "tiny", "--dtype", "float32", "--runs", "1", "--settle", "0"]
     with mx.stream(mx.cpu):
-        results = main(
-            [
-                "--preset",
-                "tiny",
-                "--dtype",
-                "float32",
-                "--prompt_len",
-                "8",
-                "--new_tokens",
-                "4",
-                "--batch_sizes",
-                "1,4",
-                "--runs",
-                "1",
-                "--settle",
-                "0",
-            ]
-        )
+        return main([*base, *flags])
+
+
+def test_bench_decode_tiny_cpu(capsys):
+    results = tiny_cpu("--prompt_len", "8", "--new_tokens", "4", "--batch_sizes", "1,4")
     out = capsys.readouterr().out
     lines = out.splitlines()
     for impl in ("minillm", "mlx_lm", "llama_cpp"):
@@ -57,27 +46,8 @@ def test_bench_decode_reports_missing_llama_cpp(capsys, monkeypatch):
         "find_spec",
         lambda name, *a: None if name == "llama_cpp" else real(name, *a),
     )
-    with mx.stream(mx.cpu):
-        results = main(
-            [
-                "--preset",
-                "tiny",
-                "--dtype",
-                "float32",
-                "--prompt_len",
-                "4",
-                "--new_tokens",
-                "2",
-                "--batch_sizes",
-                "1",
-                "--runs",
-                "1",
-                "--peers",
-                "llama_cpp",
-                "--settle",
-                "0",
-            ]
-        )
+    results = tiny_cpu("--prompt_len", "4", "--new_tokens", "2", "--batch_sizes", "1",
+                       "--peers", "llama_cpp")  # fmt: skip
     out = capsys.readouterr().out
     assert results[("llama_cpp", 1)] == "skipped (not installed)"
     assert "[llama_cpp] batch=1 skipped (not installed)" in out.splitlines()
