@@ -204,8 +204,14 @@ def drive(
             ray.shutdown()
     res.update(extra or {})
     if plot is not None:
-        try:
-            res["plots"] = [str(p) for p in plot()]
-        except (FileNotFoundError, ValueError) as e:
-            print(f"[{cls.tag}] no plots: {e}", file=sys.stderr)
+        add_plots(res, plot, cls.tag)
     return res
+
+
+def add_plots(res: dict, plot: Callable[[], list], tag: str) -> None:
+    """`res["plots"]`: the files `plot()` wrote; a run without the data to plot says so on
+    stderr."""
+    try:
+        res["plots"] = [str(p) for p in plot()]
+    except (FileNotFoundError, ValueError) as e:
+        print(f"[{tag}] no plots: {e}", file=sys.stderr)

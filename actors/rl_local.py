@@ -9,10 +9,10 @@ experiments, and for the learning test. Rollout and training do not overlap here
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 
+from actors.driver import add_plots
 from actors.rl import (
     FlatWarning,
     PromptCursor,
@@ -76,6 +76,7 @@ def run_local(cfg: RLConfig, eval_before: bool = False) -> dict:
     from actors.evaluator import Evaluator
     from actors.rl_learner import RLLearner
     from actors.rollout import RolloutWorker
+    from minillm.rl.plots import plot_rl
     from minillm.train.loop import MetricsLog
 
     records, eval_records, before = prepare(cfg, eval_before)
@@ -102,10 +103,5 @@ def run_local(cfg: RLConfig, eval_before: bool = False) -> dict:
         "seconds": time.time() - t0,
         "before": before,
     }
-    try:
-        from minillm.rl.plots import plot_rl
-
-        res["plots"] = [str(p) for p in plot_rl(Path(cfg.out_dir))]
-    except (FileNotFoundError, ValueError) as e:
-        print(f"[rl] no plots: {e}", file=sys.stderr)
+    add_plots(res, lambda: plot_rl(Path(cfg.out_dir)), "rl")
     return res
