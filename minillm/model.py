@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -182,6 +183,42 @@ def attention_ref(q: mx.array, k: mx.array, v: mx.array, scale: float, mask) -> 
     return mx.softmax(scores.astype(mx.float32), axis=-1).astype(v.dtype) @ v
 
 
+@functools.cache
+def _rms_norm_fn(eps: float):
+    @mx.custom_function
+    def rms_norm(x, w):
+        return mx.fast.rms_norm(x, w, eps)
+
+    @rms_norm.vjp
+    def rms_norm_vjp(primals, cotangent, output):
+        x, w = primals
+        (xhat,), (dx,) = mx.vjp(lambda t: mx.fast.rms_norm(t, None, eps), [x], [cotangent * w])
+        D = x.shape[-1]
+        prod = (cotangent.astype(mx.float32) * xhat.astype(mx.float32)).reshape(-1, D)
+        r = math.gcd(prod.shape[0], 256)
+        dw = prod.reshape(-1, r, D).sum(axis=1).sum(axis=0)
+        return dx, dw.astype(w.dtype)
+
+    return rms_norm
+
+
+class RMSNorm(nn.RMSNorm):
+    """`nn.RMSNorm` whose weight gradient is summed in two stages (fp32).
+
+    MLX CUDA reduces the [tokens, dim] weight-gradient products in one column reduction of
+    dim/32 blocks: 170 us per norm for 16k tokens x 768 on an H200, 11% of a `200mb` training
+    step. Summing 256-row groups first spreads it over the whole GPU. Small inputs (decoding)
+    take the plain fused kernel.
+    """
+
+    split_grad = True  # the profile's A/B switch
+
+    def __call__(self, x: mx.array) -> mx.array:
+        if not self.split_grad or x.size // x.shape[-1] < 4096:
+            return mx.fast.rms_norm(x, self["weight"], self.eps)
+        return _rms_norm_fn(float(self.eps))(x, self["weight"])
+
+
 class KVCache:
     """Per-layer key/value cache grown in steps of `step` positions."""
 
@@ -356,8 +393,8 @@ class Block(nn.Module):
         super().__init__()
         self.self_attn = Attention(args)
         self.mlp = MoE(args) if args.use_moe else MLP(args)
-        self.input_layernorm = nn.RMSNorm(args.hidden_size, eps=args.rms_norm_eps)
-        self.post_attention_layernorm = nn.RMSNorm(args.hidden_size, eps=args.rms_norm_eps)
+        self.input_layernorm = RMSNorm(args.hidden_size, eps=args.rms_norm_eps)
+        self.post_attention_layernorm = RMSNorm(args.hidden_size, eps=args.rms_norm_eps)
 
     def norm(self, which: nn.RMSNorm, x: mx.array) -> mx.array:
         return which(x) if self.self_attn.fused else rms_norm_ref(x, which.weight, which.eps)
@@ -380,7 +417,7 @@ class LlamaModel(nn.Module):
         super().__init__()
         self.embed_tokens = nn.Embedding(args.vocab_size, args.hidden_size)
         self.layers = [Block(args) for _ in range(args.num_hidden_layers)]
-        self.norm = nn.RMSNorm(args.hidden_size, eps=args.rms_norm_eps)
+        self.norm = RMSNorm(args.hidden_size, eps=args.rms_norm_eps)
 
 
 def make_mask(length: int, offset: int = 0, pad: mx.array | None = None):

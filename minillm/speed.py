@@ -78,6 +78,12 @@ def bench_train(model: Model, cfg: TrainConfig, ns: argparse.Namespace) -> list[
         return now
 
     def step(timed: bool) -> None:
+        if micro.whole is not None:
+            loss_sum, _, norm, _, _ = micro.whole(batches[0])
+            mx.eval(state, loss_sum, norm)
+            if not math.isfinite(loss_sum.item()):
+                raise ValueError("the loss is not finite; try --dtype float32")
+            return
         acc, loss_sum, n_sum = None, mx.array(0.0), mx.array(0.0)
         t = time.perf_counter()
         for b in batches:

@@ -171,3 +171,24 @@ def test_reference_ops_match_fused_kernels():
         assert mx.abs(step[:, 0] - fused[:, 30]).max().item() < 1e-5
     finally:
         model.set_fused(True)
+
+
+def test_rms_norm_split_weight_grad_matches_fused():
+    """RMSNorm's two-stage weight gradient (inputs of >= 4096 rows) equals mx.fast.rms_norm's."""
+    from minillm.model import RMSNorm
+
+    mx.random.seed(3)
+    norm = RMSNorm(32, eps=1e-5)
+    norm.weight = mx.random.normal((32,))
+    x, g = mx.random.normal((2, 2500, 32)), mx.random.normal((2, 2500, 32))
+
+    def grads(fn):
+        return mx.grad(lambda x, w: (fn(x, w) * g).sum(), argnums=(0, 1))(x, norm.weight)
+
+    def ours(x, w):
+        norm.weight = w
+        return norm(x)
+
+    for a, b in zip(grads(ours), grads(lambda x, w: mx.fast.rms_norm(x, w, 1e-5)), strict=True):
+        np.testing.assert_allclose(np.array(a), np.array(b), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(np.array(ours(x, norm.weight)), np.array(mx.fast.rms_norm(x, norm.weight, 1e-5)))

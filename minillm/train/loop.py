@@ -22,7 +22,7 @@ from minillm.checkpoint import cast_model, model_dtype, parse_dtype
 from minillm.cpu_ops import enable_for_training
 from minillm.train.config import TrainConfig
 from minillm.train.lora import apply_lora
-from minillm.train.optim import build_optimizer, lr_schedule, scale_and_clip
+from minillm.train.optim import build_optimizer, clip_scale, lr_schedule, scale_and_clip
 from minillm.train.state import (
     TrainState,
     list_checkpoints,
@@ -31,6 +31,8 @@ from minillm.train.state import (
     save_checkpoint,
 )
 
+# one compiled call per step when accum_steps is 1 (the profile's A/B switch)
+WHOLE_STEP = True
 PHASES = ("data", "h2d", "fwd_bwd", "clip", "opt")
 
 
@@ -105,6 +107,8 @@ def _prepare(model: nn.Module, cfg: TrainConfig) -> None:
 def build_step(model: nn.Module, loss_fn: Callable, optimizer: Any, cfg: TrainConfig):
     """The step's pieces, compiled when `cfg.compile`: returns `(micro, clip, apply, state)`.
 
+    `micro.whole(batch) -> (sum_loss, n, grad_norm, lr, aux)`, set when `accum_steps` is 1
+    and per-phase timing is off, does a whole step in one compiled call.
     `micro(batch, acc) -> (sum_loss, n, acc)` adds a micro-batch's summed-loss gradients to
     `acc` (None at the first); `micro.aux` holds the loss function's extra sums of that call
     (a dict, empty when the loss returns only `(sum_loss, n)`); `clip(acc, n_total) -> (grads, grad_norm)` divides by the step's
@@ -132,7 +136,21 @@ def build_step(model: nn.Module, loss_fn: Callable, optimizer: Any, cfg: TrainCo
         optimizer.update(model, grads)
         return optimizer.state["learning_rate"]
 
-    if cfg.compile:
+    def whole(batch, micro_aux=micro_aux, clip=clip, apply=apply):
+        loss, n, grads, aux = micro_aux(batch, None)
+        if not hasattr(optimizer, "grad_scale"):
+            grads, norm = clip(grads, n)
+            return loss, n, norm, apply(grads), aux
+        # the optimizer scales each gradient as it reads it: no scaled fp32 copy of the tree
+        optimizer.grad_scale, norm = clip_scale(grads, n, cfg.grad_clip)
+        try:
+            lr = apply(grads)
+        finally:
+            optimizer.grad_scale = None
+        return loss, n, norm, lr, aux
+
+    if cfg.compile:  # `whole` traces the plain functions it closes over (bound above)
+        whole = mx.compile(whole, inputs=state, outputs=state)
         micro_aux, clip, apply = (
             mx.compile(f, inputs=state, outputs=state) for f in (micro_aux, clip, apply)
         )
@@ -142,6 +160,9 @@ def build_step(model: nn.Module, loss_fn: Callable, optimizer: Any, cfg: TrainCo
         return loss, n, grads
 
     micro.aux = {}
+    # one compiled graph for the whole step (no fp32 gradient tree materialised between the
+    # pieces); the per-phase timing needs the pieces apart
+    micro.whole = whole if accum == 1 and WHOLE_STEP and not cfg.profile_timing else None
     return micro, clip, apply, state
 
 
@@ -335,20 +356,25 @@ def train(
                     "sparse_loss"
                 )
             t = tick("h2d", t, arrays)
+            ntok += batch_tokens(raw, arrays)
+            if micro.whole is not None:
+                loss_sum, n_sum, norm, lr, aux_sum = micro.whole(arrays)
+                acc = True
+                continue
             loss, n, acc = micro(arrays, acc)
             loss_sum, n_sum = loss_sum + loss, n_sum + n
             for k, v in micro.aux.items():
                 aux_sum[k] = aux_sum.get(k, 0.0) + v
-            ntok += batch_tokens(raw, arrays)
             if accum > 1:
                 mx.eval(acc, loss_sum, n_sum)
             t = tick("fwd_bwd", t, acc, loss_sum, n_sum)
         if acc is None:
             break
         t = time.perf_counter()
-        grads, norm = clip(acc, n_sum)
-        t = tick("clip", t, grads, norm)
-        lr = apply(grads)
+        if micro.whole is None:
+            grads, norm = clip(acc, n_sum)
+            t = tick("clip", t, grads, norm)
+            lr = apply(grads)
         mx.eval(state, loss_sum, n_sum, norm, lr, aux_sum)
         tick("opt", t)
         result.step += 1

@@ -15,6 +15,7 @@ import mlx.core as mx
 import mlx.optimizers as optim
 from mlx.utils import tree_map, tree_reduce
 
+from minillm.train import fused_adam
 from minillm.train.config import TrainConfig
 
 
@@ -47,10 +48,15 @@ def lr_schedule(
 
 
 class _Decoupled:
-    """Mixin: state dtype, matrix-only decoupled decay, result in the parameter dtype."""
+    """Mixin: state dtype, matrix-only decoupled decay, result in the parameter dtype.
+
+    `grad_scale`, when set (an mx scalar), multiplies every gradient first: the step builder
+    passes the 1/tokens x clip factor here instead of scaling a copy of the gradient tree.
+    """
 
     state_dtype: mx.Dtype | None = None
     decay: float = 0.0
+    grad_scale: mx.array | None = None
 
     def init_single(self, parameter: mx.array, state: dict):
         super().init_single(parameter.astype(self.state_dtype or parameter.dtype), state)
@@ -59,13 +65,38 @@ class _Decoupled:
         dtype = parameter.dtype
         sdt = self.state_dtype or dtype
         g, p = gradient.astype(sdt), parameter.astype(sdt)
+        if self.grad_scale is not None:
+            g = g * self.grad_scale.astype(sdt)
         if self.decay and parameter.ndim >= 2:
             p = p * (1 - self.learning_rate.astype(sdt) * self.decay)
         return super().apply_single(g, p, state).astype(dtype)
 
 
 class AdamW(_Decoupled, optim.Adam):
-    """AdamW with bias correction; decay only on >=2-D parameters."""
+    """AdamW with bias correction; decay only on >=2-D parameters.
+
+    On MLX CUDA with fp32 state each parameter's update is one fused kernel
+    (`minillm.train.fused_adam`); elsewhere MLX's ops compute the same values.
+    """
+
+    _hyper: tuple | None = None
+
+    def apply_single(self, gradient: mx.array, parameter: mx.array, state: dict):
+        if not fused_adam.usable(state):
+            return super().apply_single(gradient, parameter, state)
+        step = self.state["step"]
+        if self._hyper is None or self._hyper[0] is not step:  # once per update
+            b1, b2 = self.betas
+            h = fused_adam.hyper(
+                self.learning_rate, b1, b2, self.eps, self.decay, step,
+                self.bias_correction, self.grad_scale,
+            )  # fmt: skip
+            self._hyper = (step, h)
+        p, state["m"], state["v"] = fused_adam.adamw(
+            parameter, gradient, state["m"], state["v"], self._hyper[1],
+            decay=bool(self.decay) and parameter.ndim >= 2,
+        )  # fmt: skip
+        return p
 
 
 class Lion(_Decoupled, optim.Lion):
@@ -103,6 +134,16 @@ def global_norm(grads) -> mx.array:
     return mx.sqrt(
         tree_reduce(lambda acc, g: acc + g.astype(mx.float32).square().sum(), grads, mx.array(0.0))
     )
+
+
+def clip_scale(grads, n_tokens: mx.array, max_norm: float) -> tuple[mx.array, mx.array]:
+    """`(scale, norm)`: the factor that divides summed gradients by the step's real-token count
+    and clips their global norm, and that norm before clipping (without scaling any gradient)."""
+    inv = 1.0 / mx.maximum(n_tokens.astype(mx.float32), 1.0)
+    norm = global_norm(grads) * inv
+    if max_norm > 0:
+        return inv * mx.minimum(max_norm / (norm + 1e-6), 1.0), norm
+    return inv, norm
 
 
 def scale_and_clip(grads, n_tokens: mx.array, max_norm: float):

@@ -1,0 +1,239 @@
+"""Where MiniLLM's training step spends its time: per-kernel GPU times and A/B switches.
+
+    python launch/profile_train.py --preset 200mb --seq_len 1024 --batch_size 16 \\
+        --variants base,whole,fused_adam,norm_grad,all     # tok/s, MFU, peak memory per variant
+    python launch/profile_train.py --preset 200mb --seq_len 1024 --batch_size 16 --ncu
+
+`--variants` times MiniLLM's real step (`minillm.speed.bench_train`) with each switch on alone:
+`base` (all off), `fast_ce` (the LM-head loss through `mx.fast.cross_entropy`), `whole` (the
+step as one compiled call), `fused_adam` (AdamW as one CUDA kernel per parameter, gradients
+scaled inside it), `norm_grad` (RMSNorm weight gradients summed in two stages), `all` (the
+default).
+
+`--ncu` re-runs this script under Nsight Compute (`ncu`, CUDA only) with the profiler on for
+`--profile_steps` steps after the warm-up, and prints the kernels by total GPU time, grouped by
+kernel name and by kind (matmul, attention, loss, elementwise, ...).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import ctypes
+import glob
+import io
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+SWITCHES = ("fast_ce", "whole", "fused_adam", "norm_grad")
+VARIANTS = {
+    "base": (),
+    **{k: (k,) for k in SWITCHES},
+    "all": SWITCHES,
+}
+
+# kernel-name patterns -> kind, first match wins
+KINDS = (
+    ("attention", r"cudnn|sdpa|flash|attention|fmha"),
+    ("matmul", r"gemm|cutlass|sm90_xmma|nvjet|matmul|cublas"),
+    ("loss", r"cross_entropy|logsumexp|softmax"),
+    ("norm/rope", r"rms|rope|layer_norm"),
+    ("reduce", r"reduce|all_reduce|row_reduce|col_reduce|sum"),
+    ("copy", r"copy|gather|scatter|concat|slice"),
+    ("optimizer", r"adamw"),
+    ("fused elementwise", r"^[a-z]?[a-z]\d?i(astype|multiply|add|broadcast|subtract)|_vv|_vs|_sv"),
+    ("elementwise", r"binary|unary|ternary|arange|random"),
+)
+
+
+def kind_of(name: str) -> str:
+    low = name.lower()
+    for kind, pat in KINDS:
+        if re.search(pat, low):
+            return kind
+    return "other"
+
+
+def set_switches(on: tuple[str, ...]) -> None:
+    """Turn each of SWITCHES on if named in `on`, off otherwise."""
+    from minillm import model
+    from minillm.train import fused_adam, loop, losses
+
+    losses.FAST_CE = "fast_ce" in on
+    loop.WHOLE_STEP = "whole" in on
+    fused_adam.ENABLED = "fused_adam" in on
+    model.RMSNorm.split_grad = "norm_grad" in on
+
+
+def build(ns):
+    import mlx.core as mx
+
+    from minillm.model import Model, ModelArgs, init_weights
+    from minillm.train.config import TrainConfig
+
+    args = ModelArgs.from_preset(ns.preset)
+    mx.random.seed(0)
+    model = Model(args)
+    init_weights(model, 0)
+    cfg = TrainConfig(out_dir="", seq_len=ns.seq_len, batch_size=ns.batch_size, dtype=ns.dtype)
+    return args, model, cfg
+
+
+def run_variants(ns) -> None:
+    import mlx.core as mx
+
+    from minillm.speed import bench_train
+    from minillm.stats import flops_per_token, train_flops_per_token
+
+    peak = ns.peak_tflops
+    for name in ns.variants.split(","):
+        args, model, cfg = build(ns)
+        set_switches(VARIANTS[name])
+        sns = argparse.Namespace(
+            steps=ns.steps, warmup_steps=3, runs=1, mask_density=1.0, profile_timing=False,
+            trace=None,
+        )
+        row = bench_train(model, cfg, sns)[0]
+        fl = train_flops_per_token(flops_per_token(args, ns.seq_len)["forward"])
+        mfu = 100 * row["tok_s"] * fl / (peak * 1e12)
+        print(
+            f"variant {name:<10} {row['tok_s']:>10,.0f} tok/s  {row['step_ms']:7.1f} ms/step  "
+            f"MFU {mfu:4.1f}%  peak {row['peak_mem'] / 1024:5.1f} GiB",
+            flush=True,
+        )
+        del model
+        mx.clear_cache()
+
+
+def profiler(on: bool) -> None:
+    """cuProfilerStart/Stop for the current CUDA context (what ncu's range waits for)."""
+    lib = ctypes.CDLL("libcuda.so.1")
+    rc = lib.cuProfilerStart() if on else lib.cuProfilerStop()
+    if rc != 0:
+        raise RuntimeError(f"cuProfiler{'Start' if on else 'Stop'} returned CUDA error {rc}")
+
+
+def inner(ns) -> None:
+    """The profiled process: warm up, then `profile_steps` steps inside the profiler range."""
+    import mlx.core as mx
+
+    from minillm.train.loop import _prepare, build_step
+    from minillm.train.losses import lm_loss_from_config
+    from minillm.train.optim import build_optimizer
+    from minillm.speed import make_batch
+
+    args, model, cfg = build(ns)
+    set_switches(VARIANTS[ns.variant])
+    _prepare(model, cfg)
+    opt = build_optimizer(cfg, 1e-4)
+    opt.init(model.trainable_parameters())
+    model.train()
+    micro, clip, apply, state = build_step(model, lm_loss_from_config(cfg), opt, cfg)
+    batch = make_batch(args, cfg.batch_size, cfg.seq_len, 1.0, False, 0)
+
+    def step():
+        if micro.whole is not None:
+            out = micro.whole(batch)
+        else:
+            loss, n, acc = micro(batch, None)
+            grads, norm = clip(acc, n)
+            out = (loss, norm, apply(grads))
+        mx.eval(state, out)
+
+    for _ in range(3):
+        step()
+    mx.synchronize()
+    profiler(True)
+    for _ in range(ns.profile_steps):
+        step()
+    mx.synchronize()
+    profiler(False)
+
+
+def find_ncu() -> str:
+    found = shutil.which("ncu") or sorted(glob.glob("/opt/nvidia/nsight-compute/*/ncu"))
+    if not found:
+        raise SystemExit("ncu (Nsight Compute) is not installed; --ncu needs it")
+    return found if isinstance(found, str) else found[-1]
+
+
+def kernel_table(csv_text: str, steps: int, top: int) -> None:
+    rows = list(csv.DictReader(io.StringIO(csv_text[csv_text.index('"ID"') :])))
+    col = "gpu__time_duration.sum"
+    by_name: dict[str, list[float]] = defaultdict(list)
+    for r in rows:
+        try:
+            t = float(r[col].replace(",", ""))
+        except ValueError:  # the units row
+            continue
+        by_name[r["Kernel Name"]].append(t)
+    total = sum(sum(v) for v in by_name.values())
+    n = sum(len(v) for v in by_name.values())
+    print(f"\n{n / steps:.0f} kernels per step, {total / steps / 1e6:.2f} ms GPU time per step")
+    kinds: dict[str, float] = defaultdict(float)
+    for name, v in by_name.items():
+        kinds[kind_of(name)] += sum(v)
+    print("\nby kind (ms per step, % of GPU time)")
+    for k, t in sorted(kinds.items(), key=lambda kv: -kv[1]):
+        print(f"  {k:<18} {t / steps / 1e6:8.2f}  {100 * t / total:5.1f}%")
+    print(f"\ntop {top} kernels (calls per step, ms per step, %, mean us)")
+    ranked = sorted(by_name.items(), key=lambda kv: -sum(kv[1]))[:top]
+    for name, v in ranked:
+        print(
+            f"  {len(v) / steps:5.0f}  {sum(v) / steps / 1e6:7.3f}  {100 * sum(v) / total:5.1f}%  "
+            f"{sum(v) / len(v) / 1e3:8.1f}  {name[:110]}"
+        )
+
+
+def run_ncu(ns) -> None:
+    cmd = [
+        find_ncu(), "--profile-from-start", "off", "--metrics", "gpu__time_duration.sum",
+        "--csv", "--page", "raw", "--print-units", "base", "--clock-control", "none",
+        "--print-kernel-base", "function",
+        sys.executable, os.path.abspath(__file__), "--inner", "--preset", ns.preset,
+        "--seq_len", str(ns.seq_len), "--batch_size", str(ns.batch_size), "--dtype", ns.dtype,
+        "--variant", ns.variant, "--profile_steps", str(ns.profile_steps),
+    ]  # fmt: skip
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    if out.returncode != 0 or '"ID"' not in out.stdout:
+        sys.stderr.write(out.stdout[-3000:] + out.stderr[-3000:])
+        raise SystemExit(f"ncu failed (exit {out.returncode})")
+    if ns.csv:
+        Path(ns.csv).write_text(out.stdout)
+    print(f"variant {ns.variant}: ncu over {ns.profile_steps} step(s)")
+    kernel_table(out.stdout, ns.profile_steps, ns.top)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--preset", default="200mb")
+    p.add_argument("--seq_len", type=int, default=1024)
+    p.add_argument("--batch_size", type=int, default=16)
+    p.add_argument("--dtype", default="bfloat16")
+    p.add_argument("--steps", type=int, default=10, help="timed steps per variant")
+    p.add_argument("--variants", default="", help=f"comma list of {', '.join(VARIANTS)}")
+    p.add_argument("--variant", default="all", choices=list(VARIANTS), help="for --ncu")
+    p.add_argument("--ncu", action="store_true", help="per-kernel table under Nsight Compute")
+    p.add_argument("--profile_steps", type=int, default=1)
+    p.add_argument("--top", type=int, default=30)
+    p.add_argument("--csv", default="", help="also write ncu's raw CSV here")
+    p.add_argument("--peak_tflops", type=float, default=989.0, help="for MFU (H100/H200 bf16)")
+    p.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
+    ns = p.parse_args(argv)
+    if ns.inner:
+        inner(ns)
+    elif ns.ncu:
+        run_ncu(ns)
+    if ns.variants:
+        run_variants(ns)
+
+
+if __name__ == "__main__":
+    main()

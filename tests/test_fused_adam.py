@@ -1,0 +1,105 @@
+"""AdamW's fused CUDA kernel: its scalars and formula against MLX's update (CPU), the kernel
+itself against the fallback (CUDA only), and the step builder's gradient scaling."""
+
+from __future__ import annotations
+
+import mlx.core as mx
+import numpy as np
+import pytest
+
+from minillm.train import fused_adam
+from minillm.train.optim import AdamW, clip_scale, global_norm, scale_and_clip
+
+CUDA = mx.cuda.is_available()
+
+
+def make_opt(decay=0.1, bias_correction=True):
+    opt = AdamW(learning_rate=3e-3, betas=[0.9, 0.95], eps=1e-8, bias_correction=bias_correction)
+    opt.decay, opt.state_dtype = decay, mx.float32
+    return opt
+
+
+def kernel_reference(p, g, m, v, h, decay):
+    """The CUDA source's arithmetic in numpy (fp32), element by element the same formula."""
+    h = np.array(h, np.float32)
+    g = np.array(g.astype(mx.float32)) * h[7]
+    m = h[1] * np.array(m) + (1 - h[1]) * g
+    v = h[2] * np.array(v) + (1 - h[2]) * g * g
+    p = np.array(p.astype(mx.float32))
+    if decay:
+        p = p * h[4]
+    return p - h[5] * m / (np.sqrt(v) * h[6] + h[3]), m, v
+
+
+@pytest.mark.parametrize("bias_correction", [True, False])
+def test_kernel_formula_matches_mlx_update(bias_correction):
+    """hyper() + the kernel's formula give MLX's AdamW (decay on matrices, scaled gradient)."""
+    mx.random.seed(0)
+    opt = make_opt(bias_correction=bias_correction)
+    params = {"w": mx.random.normal((8, 16)), "b": mx.random.normal((16,))}
+    opt.init(params)
+    ref = {k: (np.array(p), np.zeros(p.shape, np.float32), np.zeros(p.shape, np.float32))
+           for k, p in params.items()}  # fmt: skip
+    scale = mx.array(0.25)
+    for _ in range(3):
+        grads = {k: mx.random.normal(p.shape) for k, p in params.items()}
+        step = opt.step + 1
+        h = fused_adam.hyper(
+            opt.learning_rate, 0.9, 0.95, 1e-8, opt.decay, step, bias_correction, scale
+        )
+        for k in params:
+            p, m, v = ref[k]
+            ref[k] = kernel_reference(mx.array(p), grads[k], m, v, h, decay=params[k].ndim >= 2)
+        opt.grad_scale = scale
+        params = opt.apply_gradients(grads, params)
+        opt.grad_scale = None
+    for k, p in params.items():
+        np.testing.assert_allclose(np.array(p), ref[k][0], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(np.array(opt.state[k]["m"]), ref[k][1], rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(np.array(opt.state[k]["v"]), ref[k][2], rtol=1e-5, atol=1e-9)
+
+
+def test_clip_scale_equals_scale_and_clip():
+    mx.random.seed(1)
+    grads = {"a": mx.random.normal((32, 8)) * 10, "b": mx.random.normal((8,))}
+    n = mx.array(7.0)
+    for max_norm in (0.0, 0.5, 1e9):
+        scaled, norm = scale_and_clip(grads, n, max_norm)
+        scale, norm2 = clip_scale(grads, n, max_norm)
+        assert abs(norm.item() - norm2.item()) <= 1e-5 * norm.item()
+        for k in grads:
+            np.testing.assert_allclose(
+                np.array(grads[k] * scale), np.array(scaled[k]), rtol=1e-5, atol=1e-7
+            )
+        if max_norm == 0.5:
+            assert abs(global_norm(scaled).item() - 0.5) < 1e-4
+
+
+@pytest.mark.skipif(not CUDA, reason="needs MLX CUDA")
+@pytest.mark.parametrize("dtype", [mx.bfloat16, mx.float32])
+def test_cuda_kernel_matches_fallback(dtype):
+    mx.random.seed(2)
+    shapes = {"w": (300, 257), "n": (257,)}
+    params = {k: mx.random.normal(s).astype(dtype) for k, s in shapes.items()}
+    fused, plain = make_opt(), make_opt()
+    fused.init(params), plain.init(params)
+    pf = pp = params
+    for i in range(4):
+        grads = {k: mx.random.normal(s).astype(dtype) for k, s in shapes.items()}
+        scale = mx.array(0.5 + i)
+        fused.grad_scale = plain.grad_scale = scale
+        pf = fused.apply_gradients(grads, pf)
+        fused_adam.ENABLED = False
+        try:
+            pp = plain.apply_gradients(grads, pp)
+        finally:
+            fused_adam.ENABLED = True
+    tol = dict(rtol=1e-2, atol=1e-2) if dtype == mx.bfloat16 else dict(rtol=1e-5, atol=1e-6)
+    for k in shapes:
+        assert pf[k].dtype == dtype
+        np.testing.assert_allclose(
+            np.array(pf[k].astype(mx.float32)), np.array(pp[k].astype(mx.float32)), **tol
+        )
+        np.testing.assert_allclose(
+            np.array(fused.state[k]["v"]), np.array(plain.state[k]["v"]), rtol=1e-5, atol=1e-9
+        )
