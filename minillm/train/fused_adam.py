@@ -16,7 +16,7 @@ from __future__ import annotations
 import mlx.core as mx
 
 _SOURCE = """
-    uint i = blockIdx.x * blockDim.x + threadIdx.x;
+    const int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= N) return;
     float gi = static_cast<float>(g[i]) * h[7];
     float mi = h[1] * m[i] + (1.0f - h[1]) * gi;
