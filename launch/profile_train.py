@@ -86,29 +86,84 @@ def build(ns):
     return args, model, cfg
 
 
+def make_step(ns, variant: str):
+    """`(args, step, state)`: MiniLLM's real step (`build_step`) for one variant; `step()`
+    dispatches one optimizer step and returns its loss array (not evaluated)."""
+    import mlx.core as mx
+
+    from minillm.speed import make_batch
+    from minillm.train.loop import _prepare, build_step
+    from minillm.train.losses import lm_loss_from_config
+    from minillm.train.optim import build_optimizer
+
+    args, model, cfg = build(ns)
+    set_switches(VARIANTS[variant])
+    _prepare(model, cfg)
+    opt = build_optimizer(cfg, 1e-4)
+    opt.init(model.trainable_parameters())
+    model.train()
+    micro, clip, apply, state = build_step(model, lm_loss_from_config(cfg), opt, cfg)
+    batch = make_batch(args, cfg.batch_size, cfg.seq_len, 1.0, False, 0)
+
+    def step():
+        if micro.whole is not None:
+            loss, _, norm, lr, _ = micro.whole(batch)
+        else:
+            loss, n, acc = micro(batch, None)
+            grads, norm = clip(acc, n)
+            lr = apply(grads)
+        return loss, norm, lr
+
+    return args, step, state
+
+
+def time_variant(ns, variant: str) -> dict:
+    """Seconds per step, synchronous (eval + loss.item() each step, as the training loop does)
+    and pipelined (step i+1 dispatched before step i's loss is read)."""
+    import time
+
+    import mlx.core as mx
+
+    args, step, state = make_step(ns, variant)
+    for _ in range(3):
+        mx.eval(state, step())
+    row = {"args": args}
+    for mode in ("sync", "pipelined"):
+        mx.reset_peak_memory()
+        t0, prev = time.perf_counter(), None
+        for _ in range(ns.steps):
+            out = step()
+            if mode == "sync":
+                mx.eval(state, out)
+                out[0].item()
+            else:
+                mx.async_eval(state, out)
+                if prev is not None:
+                    prev[0].item()
+                prev = out
+        mx.eval(state, prev or ())
+        row[mode] = (time.perf_counter() - t0) / ns.steps
+        row[mode + "_mem"] = mx.get_peak_memory() / 2**30
+    return row
+
+
 def run_variants(ns) -> None:
     import mlx.core as mx
 
-    from minillm.speed import bench_train
     from minillm.stats import flops_per_token, train_flops_per_token
 
-    peak = ns.peak_tflops
+    tokens = ns.batch_size * ns.seq_len
     for name in ns.variants.split(","):
-        args, model, cfg = build(ns)
-        set_switches(VARIANTS[name])
-        sns = argparse.Namespace(
-            steps=ns.steps, warmup_steps=3, runs=1, mask_density=1.0, profile_timing=False,
-            trace=None,
-        )
-        row = bench_train(model, cfg, sns)[0]
-        fl = train_flops_per_token(flops_per_token(args, ns.seq_len)["forward"])
-        mfu = 100 * row["tok_s"] * fl / (peak * 1e12)
-        print(
-            f"variant {name:<10} {row['tok_s']:>10,.0f} tok/s  {row['step_ms']:7.1f} ms/step  "
-            f"MFU {mfu:4.1f}%  peak {row['peak_mem'] / 1024:5.1f} GiB",
-            flush=True,
-        )
-        del model
+        row = time_variant(ns, name)
+        fl = train_flops_per_token(flops_per_token(row["args"], ns.seq_len)["forward"])
+        for mode in ("sync", "pipelined"):
+            tok_s = tokens / row[mode]
+            print(
+                f"variant {name:<10} {mode:<9} {tok_s:>10,.0f} tok/s  {1e3 * row[mode]:7.1f} "
+                f"ms/step  MFU {100 * tok_s * fl / (ns.peak_tflops * 1e12):4.1f}%  "
+                f"peak {row[mode + '_mem']:5.1f} GiB",
+                flush=True,
+            )
         mx.clear_cache()
 
 
@@ -124,35 +179,13 @@ def inner(ns) -> None:
     """The profiled process: warm up, then `profile_steps` steps inside the profiler range."""
     import mlx.core as mx
 
-    from minillm.train.loop import _prepare, build_step
-    from minillm.train.losses import lm_loss_from_config
-    from minillm.train.optim import build_optimizer
-    from minillm.speed import make_batch
-
-    args, model, cfg = build(ns)
-    set_switches(VARIANTS[ns.variant])
-    _prepare(model, cfg)
-    opt = build_optimizer(cfg, 1e-4)
-    opt.init(model.trainable_parameters())
-    model.train()
-    micro, clip, apply, state = build_step(model, lm_loss_from_config(cfg), opt, cfg)
-    batch = make_batch(args, cfg.batch_size, cfg.seq_len, 1.0, False, 0)
-
-    def step():
-        if micro.whole is not None:
-            out = micro.whole(batch)
-        else:
-            loss, n, acc = micro(batch, None)
-            grads, norm = clip(acc, n)
-            out = (loss, norm, apply(grads))
-        mx.eval(state, out)
-
+    _, step, state = make_step(ns, ns.variant)
     for _ in range(3):
-        step()
+        mx.eval(state, step())
     mx.synchronize()
     profiler(True)
     for _ in range(ns.profile_steps):
-        step()
+        mx.eval(state, step())
     mx.synchronize()
     profiler(False)
 
