@@ -127,23 +127,29 @@ def time_variant(ns, variant: str) -> dict:
     args, step, state = make_step(ns, variant)
     for _ in range(3):
         mx.eval(state, step())
-    row = {"args": args}
+    row = {"args": args, "build": 0.0, "dispatch": 0.0}
     for mode in ("sync", "pipelined"):
         mx.reset_peak_memory()
         t0, prev = time.perf_counter(), None
         for _ in range(ns.steps):
+            t = time.perf_counter()
             out = step()
+            t1 = time.perf_counter()
             if mode == "sync":
                 mx.eval(state, out)
                 out[0].item()
             else:
-                mx.async_eval(state, out)
+                mx.async_eval(state, out)  # returns once every kernel is enqueued
+                row["build"] += t1 - t
+                row["dispatch"] += time.perf_counter() - t1
                 if prev is not None:
                     prev[0].item()
                 prev = out
         mx.eval(state, prev or ())
         row[mode] = (time.perf_counter() - t0) / ns.steps
         row[mode + "_mem"] = mx.get_peak_memory() / 2**30
+    row["build"] /= ns.steps
+    row["dispatch"] /= ns.steps
     return row
 
 
@@ -164,6 +170,11 @@ def run_variants(ns) -> None:
                 f"peak {row[mode + '_mem']:5.1f} GiB",
                 flush=True,
             )
+        print(
+            f"variant {name:<10} host: {1e3 * row['build']:.1f} ms building the step's graph, "
+            f"{1e3 * row['dispatch']:.1f} ms enqueueing its kernels (pipelined mode)",
+            flush=True,
+        )
         mx.clear_cache()
 
 

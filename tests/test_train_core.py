@@ -512,3 +512,38 @@ def test_log_line_metrics_run_json_and_plots(tmp_path, capsys):
     files = plot_run(out)
     assert {f.name for f in files} >= {"loss.png", "lr.png", "tok_s.png"}
     assert all(f.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for f in files)
+
+
+def test_pipelined_steps_equal_synchronous_ones(tmp_path):
+    """The loop dispatches step n+1 before reading step n; the losses, logs and final weights
+    equal a run that finishes every step first (an `on_step` callback forces that)."""
+    batches = [make_batch(seed=s) for s in range(7)]
+    runs = {}
+    for mode in ("pipelined", "sync"):
+        model = tiny(seed=1)
+        cfg = cfg_for(tmp_path / mode, max_steps=7, log_interval=3)
+        seen = []
+        on_step = (lambda step, m: seen.append(step)) if mode == "sync" else None
+        res = train(
+            model, make_lm_loss(), ListBatches(batches), cfg, tokenizer=TOK, on_step=on_step
+        )
+        runs[mode] = (res, dict(tree_flatten(model.parameters())))
+        if mode == "sync":
+            assert seen == list(range(1, 8))
+    (pr, pw), (sr, sw) = runs["pipelined"], runs["sync"]
+    assert pr.step == sr.step == 7 and pr.tokens_seen == sr.tokens_seen
+    assert pr.losses == sr.losses and len(set(pr.losses)) == 7
+    assert [r["step"] for r in pr.logs] == [r["step"] for r in sr.logs] == [3, 6, 7]
+    assert [r["loss"] for r in pr.logs] == [r["loss"] for r in sr.logs]
+    assert max_diff(pw, sw) == 0.0
+
+
+def test_pipelined_run_stops_when_data_runs_out(tmp_path):
+    """Data that ends before max_steps: every dispatched step is counted, logged and saved."""
+    model = tiny(seed=2)
+    cfg = cfg_for(tmp_path, max_steps=50, log_interval=4)
+    data = ListBatches([make_batch(seed=s) for s in range(5)])
+    res = train(model, make_lm_loss(), data, cfg, tokenizer=TOK)
+    assert res.step == 5 and len(res.losses) == 5
+    assert [r["step"] for r in res.logs] == [4, 5]
+    assert list_checkpoints(Path(cfg.out_dir))[-1][0] == 5

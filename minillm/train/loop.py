@@ -338,7 +338,44 @@ def train(
         win.update(loss=0.0, n=0.0, tokens=0, steps=0, t=time.perf_counter(), aux={})
 
     step_at_start, last = step, (0.0, 0.0)
-    while result.step < total:
+
+    def finish(done: dict) -> None:
+        """A dispatched step's bookkeeping: read its scalars, log, callback, save."""
+        nonlocal last, prof_steps
+        result.step += 1
+        result.tokens_seen += done["ntok"]
+        ls, ns = done["loss"].item(), done["n"].item()
+        if not math.isfinite(ls):
+            raise ValueError(
+                f"loss is {ls} at step {result.step}; lower learning_rate or "
+                "raise warmup_steps (this step was not saved)"
+            )
+        result.losses.append(ls / max(ns, 1.0))
+        win["loss"] += ls
+        win["n"] += ns
+        win["tokens"] += done["ntok"]
+        win["steps"] += 1
+        for k, v in done["aux"].items():
+            win["aux"][k] = win["aux"].get(k, 0.0) + v.item()
+        if result.step - step_at_start > 2:
+            prof_steps += 1
+        if bar is not None:
+            bar.update(1)
+        if on_step is not None:
+            on_step(result.step, model)
+        last = (float(done["lr"].item()), float(done["norm"].item()))
+        if result.step % cfg.log_interval == 0 or result.step >= total:
+            log(*last)
+        if cfg.save_interval and result.step % cfg.save_interval == 0:
+            save()
+            win["t"] = time.perf_counter()
+
+    # A step is dispatched (mx.async_eval) before the previous one's scalars are read, so the
+    # host builds step n+1 while the GPU runs step n. Steps that save, call `on_step` (it gets
+    # the model), or end the run are finished before the next is dispatched.
+    pending = None
+    dispatched = result.step
+    while dispatched < total:
         acc, loss_sum, n_sum, ntok, aux_sum = None, mx.array(0.0), mx.array(0.0), 0, {}
         for _ in range(accum):
             t = time.perf_counter()
@@ -375,37 +412,29 @@ def train(
             grads, norm = clip(acc, n_sum)
             t = tick("clip", t, grads, norm)
             lr = apply(grads)
-        mx.eval(state, loss_sum, n_sum, norm, lr, aux_sum)
-        tick("opt", t)
-        result.step += 1
-        result.tokens_seen += ntok
-        ls, ns = loss_sum.item(), n_sum.item()
-        if not math.isfinite(ls):
-            raise ValueError(
-                f"loss is {ls} at step {result.step}; lower learning_rate or "
-                "raise warmup_steps (this step was not saved)"
-            )
-        result.losses.append(ls / max(ns, 1.0))
-        win["loss"] += ls
-        win["n"] += ns
-        win["tokens"] += ntok
-        win["steps"] += 1
-        for k, v in aux_sum.items():
-            win["aux"][k] = win["aux"].get(k, 0.0) + v.item()
-        if result.step - step_at_start > 2:
-            prof_steps += 1
-        if bar is not None:
-            bar.update(1)
-        if on_step is not None:
-            on_step(result.step, model)
-        last = (float(lr.item()), float(norm.item()))
-        if result.step % cfg.log_interval == 0 or result.step >= total:
-            log(*last)
-        if cfg.save_interval and result.step % cfg.save_interval == 0:
-            save()
-            win["t"] = time.perf_counter()
+        done = dict(loss=loss_sum, n=n_sum, norm=norm, lr=lr, aux=aux_sum, ntok=ntok)
+        mx.async_eval(state, loss_sum, n_sum, norm, lr, aux_sum)
+        dispatched += 1
+        if pending is not None:
+            finish(pending)
+            pending = None
+        sync = (
+            cfg.profile_timing
+            or on_step is not None
+            or (cfg.save_interval and dispatched % cfg.save_interval == 0)
+            or dispatched >= total
+            or exhausted
+        )
+        if sync:
+            mx.eval(state)
+            tick("opt", t)
+            finish(done)
+        else:
+            pending = done
         if exhausted:
             break
+    if pending is not None:  # the data ran out after a pipelined step
+        finish(pending)
     if win["steps"]:  # the data ran out between log steps
         log(*last)
     if last_saved != result.step and result.step > step_at_start:
