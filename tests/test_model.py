@@ -191,4 +191,50 @@ def test_rms_norm_split_weight_grad_matches_fused():
 
     for a, b in zip(grads(ours), grads(lambda x, w: mx.fast.rms_norm(x, w, 1e-5)), strict=True):
         np.testing.assert_allclose(np.array(a), np.array(b), rtol=1e-4, atol=1e-4)
-    np.testing.assert_allclose(np.array(ours(x, norm.weight)), np.array(mx.fast.rms_norm(x, norm.weight, 1e-5)))
+    np.testing.assert_allclose(
+        np.array(ours(x, norm.weight)), np.array(mx.fast.rms_norm(x, norm.weight, 1e-5))
+    )
+
+
+def test_decoding_with_joined_projections_matches_separate_ones():
+    """With a KV cache, q/k/v and gate/up run as one matmul each over joined weights: same
+    logits as the separate projections, the same parameters (names, shapes, values), and
+    new weights are picked up on the next call."""
+    from mlx.utils import tree_flatten
+
+    model, _ = make_tiny(seed=4)
+    ids = mx.array([[5, 9, 13, 2, 7, 11]])
+    before = dict(tree_flatten(model.parameters()))
+
+    def decode(m):  # prefill 4 tokens, then 2 single-token steps through the cache
+        cache = m.make_cache()
+        out = [m(ids[:, :4], cache=cache)[:, -1]]
+        out += [m(ids[:, i : i + 1], cache=cache)[:, -1] for i in (4, 5)]
+        return mx.stack(out)
+
+    full = model(ids)[:, [3, 4, 5]].swapaxes(0, 1)
+    joined = decode(model)
+    np.testing.assert_allclose(np.array(joined), np.array(full), rtol=1e-4, atol=1e-4)
+    attn = model.layers[0].self_attn
+    assert (
+        attn.__dict__["_joined"].weight.shape[0]
+        == attn.q_proj.weight.shape[0] + 2 * attn.k_proj.weight.shape[0]
+    )
+    after = dict(tree_flatten(model.parameters()))
+    assert after.keys() == before.keys()
+    for k, v in before.items():
+        assert after[k].shape == v.shape and mx.array_equal(after[k], v), k
+
+    # new weights (as an optimizer step or load_weights gives) are joined again
+    new = {
+        k: v * 1.5 if k.endswith(("v_proj.weight", "up_proj.weight")) else v
+        for k, v in after.items()
+    }
+    model.load_weights(list(new.items()))
+    np.testing.assert_allclose(
+        np.array(decode(model)),
+        np.array(model(ids)[:, [3, 4, 5]].swapaxes(0, 1)),
+        rtol=1e-4,
+        atol=1e-4,
+    )
+    assert not np.allclose(np.array(decode(model)), np.array(joined), atol=1e-3)
