@@ -280,11 +280,6 @@ def joined_weight(owner: nn.Module, names: tuple[str, ...]) -> mx.array | None:
     return weight
 
 
-# Join q/k/v for decoding. Off: on an H200 at batch 1 the joined q/k/v views cost copies
-# (rope, cache update) that outweigh the two saved matmuls (355 vs 487 tok/s with it on).
-JOIN_QKV = False
-
-
 @functools.partial(mx.compile, shapeless=True)
 def swiglu(gate: mx.array, up: mx.array) -> mx.array:
     return nn.silu(gate) * up
@@ -308,7 +303,7 @@ class Attention(nn.Module):
     def project(self, x: mx.array, cache: KVCache | None) -> tuple[mx.array, ...]:
         """q [B, H, L, D], k and v [B, Hkv, L, D]; one matmul when decoding with a cache."""
         B, L, _ = x.shape
-        decoding = cache is not None and self.fused and JOIN_QKV
+        decoding = cache is not None and self.fused
         w = joined_weight(self, ("q_proj", "k_proj", "v_proj")) if decoding else None
         if w is None:
             q = self.q_proj(x).reshape(B, L, self.n_heads, -1)

@@ -196,15 +196,12 @@ def test_rms_norm_split_weight_grad_matches_fused():
     )
 
 
-def test_decoding_with_joined_projections_matches_separate_ones(monkeypatch):
+def test_decoding_with_joined_projections_matches_separate_ones():
     """With a KV cache, q/k/v and gate/up run as one matmul each over joined weights: same
     logits as the separate projections, the same parameters (names, shapes, values), and
     new weights are picked up on the next call."""
     from mlx.utils import tree_flatten
 
-    import minillm.model as mm
-
-    monkeypatch.setattr(mm, "JOIN_QKV", True)
     model, _ = make_tiny(seed=4)
     ids = mx.array([[5, 9, 13, 2, 7, 11]])
     before = dict(tree_flatten(model.parameters()))
