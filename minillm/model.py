@@ -247,44 +247,6 @@ class KVCache:
         return self.keys[..., : self.offset, :], self.values[..., : self.offset, :]
 
 
-class _Joined:
-    """Projection weights joined into one matrix for decoding (not a parameter)."""
-
-    __slots__ = ("parts", "weight")
-
-    def __init__(self, parts: list, weight: mx.array):
-        self.parts, self.weight = parts, weight
-
-
-def joined_weight(owner: nn.Module, names: tuple[str, ...]) -> mx.array | None:
-    """The weights of `owner`'s linears `names` stacked row-wise, or None when any of them is
-    not a plain `nn.Linear` (LoRA, quantized).
-
-    Decoding is bound by kernel launches, so q/k/v (and gate/up) run as one matmul. The modules'
-    weights become row slices of the joined matrix, so no memory is duplicated; new weights
-    (an optimizer step, `load_weights`) are noticed by identity and joined again.
-    """
-    mods = [getattr(owner, n) for n in names]
-    if not all(type(m) is nn.Linear for m in mods):
-        return None
-    j = owner.__dict__.get("_joined")
-    if j is not None and all(a is m.weight for a, m in zip(j.parts, mods, strict=True)):
-        return j.weight
-    weight = mx.concatenate([m.weight for m in mods])
-    start = 0
-    for m in mods:
-        n = m.weight.shape[0]
-        m.weight = weight[start : start + n]
-        start += n
-    object.__setattr__(owner, "_joined", _Joined([m.weight for m in mods], weight))
-    return weight
-
-
-@functools.partial(mx.compile, shapeless=True)
-def swiglu(gate: mx.array, up: mx.array) -> mx.array:
-    return nn.silu(gate) * up
-
-
 class Attention(nn.Module):
     def __init__(self, args: ModelArgs):
         super().__init__()
@@ -300,24 +262,11 @@ class Attention(nn.Module):
         self.fused = True
         self.cpu_attn = False  # set by the training step builder (minillm.cpu_ops)
 
-    def project(self, x: mx.array, cache: KVCache | None) -> tuple[mx.array, ...]:
-        """q [B, H, L, D], k and v [B, Hkv, L, D]; one matmul when decoding with a cache."""
-        B, L, _ = x.shape
-        decoding = cache is not None and self.fused
-        w = joined_weight(self, ("q_proj", "k_proj", "v_proj")) if decoding else None
-        if w is None:
-            q = self.q_proj(x).reshape(B, L, self.n_heads, -1)
-            k = self.k_proj(x).reshape(B, L, self.n_kv_heads, -1)
-            v = self.v_proj(x).reshape(B, L, self.n_kv_heads, -1)
-        else:  # split along the head axis: views, no copies
-            qkv = (x @ w.T).reshape(B, L, self.n_heads + 2 * self.n_kv_heads, self.head_dim)
-            h, kv = self.n_heads, self.n_kv_heads
-            q, k, v = qkv[:, :, :h], qkv[:, :, h : h + kv], qkv[:, :, h + kv :]
-        return tuple(t.transpose(0, 2, 1, 3) for t in (q, k, v))
-
     def __call__(self, x: mx.array, mask=None, cache: KVCache | None = None) -> mx.array:
         B, L, _ = x.shape
-        q, k, v = self.project(x, cache)
+        q = self.q_proj(x).reshape(B, L, self.n_heads, -1).transpose(0, 2, 1, 3)
+        k = self.k_proj(x).reshape(B, L, self.n_kv_heads, -1).transpose(0, 2, 1, 3)
+        v = self.v_proj(x).reshape(B, L, self.n_kv_heads, -1).transpose(0, 2, 1, 3)
         offset = cache.offset if cache is not None else 0
         if self.fused:
             q, k = self.rope(q, offset=offset), self.rope(k, offset=offset)
@@ -343,14 +292,7 @@ class MLP(nn.Module):
         self.down_proj = nn.Linear(hidden, dim, bias=False)
         self.cpu_silu = False  # set by the training step builder (minillm.cpu_ops)
 
-        self.decoding = False  # set by Block when it runs with a KV cache
-
     def __call__(self, x: mx.array) -> mx.array:
-        w = joined_weight(self, ("gate_proj", "up_proj")) if self.decoding else None
-        if w is not None:
-            gu = x @ w.T
-            n = self.gate_proj.weight.shape[0]
-            return self.down_proj(swiglu(gu[..., :n], gu[..., n:]))
         act = cpu_ops.silu if self.cpu_silu and cpu_ops.use_cpu_ops() else nn.silu
         return self.down_proj(act(self.gate_proj(x)) * self.up_proj(x))
 
@@ -459,8 +401,6 @@ class Block(nn.Module):
 
     def __call__(self, x: mx.array, mask=None, cache: KVCache | None = None) -> mx.array:
         h = x + self.self_attn(self.norm(self.input_layernorm, x), mask, cache)
-        if isinstance(self.mlp, MLP):
-            self.mlp.decoding = cache is not None and self.self_attn.fused
         return h + self.mlp(self.norm(self.post_attention_layernorm, h))
 
     def forward_aux(self, x: mx.array, mask=None, cache=None) -> tuple[mx.array, mx.array]:
