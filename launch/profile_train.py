@@ -89,7 +89,6 @@ def build(ns):
 def make_step(ns, variant: str):
     """`(args, step, state)`: MiniLLM's real step (`build_step`) for one variant; `step()`
     dispatches one optimizer step and returns its loss array (not evaluated)."""
-    import mlx.core as mx
 
     from minillm.speed import make_batch
     from minillm.train.loop import _prepare, build_step

@@ -191,4 +191,25 @@ def test_rms_norm_split_weight_grad_matches_fused():
 
     for a, b in zip(grads(ours), grads(lambda x, w: mx.fast.rms_norm(x, w, 1e-5)), strict=True):
         np.testing.assert_allclose(np.array(a), np.array(b), rtol=1e-4, atol=1e-4)
-    np.testing.assert_allclose(np.array(ours(x, norm.weight)), np.array(mx.fast.rms_norm(x, norm.weight, 1e-5)))
+    np.testing.assert_allclose(
+        np.array(ours(x, norm.weight)), np.array(mx.fast.rms_norm(x, norm.weight, 1e-5))
+    )
+
+
+def test_swiglu_vjp_matches_autodiff():
+    """The training MLP's SwiGLU (a VJP that keeps only gate and up) gives autodiff's values."""
+    from minillm.model import swiglu
+
+    mx.random.seed(5)
+    g, u, c = (mx.random.normal((64, 48)) * 3 for _ in range(3))
+
+    def grads(fn):
+        return mx.grad(lambda g, u: (fn(g, u) * c).sum(), argnums=(0, 1))(g, u)
+
+    ours, ref = grads(swiglu), grads(lambda g, u: nn.silu(g) * u)
+    np.testing.assert_allclose(np.array(swiglu(g, u)), np.array(nn.silu(g) * u), rtol=1e-6)
+    for a, b in zip(ours, ref, strict=True):
+        np.testing.assert_allclose(np.array(a), np.array(b), rtol=1e-5, atol=1e-5)
+    bf = [t.astype(mx.bfloat16) for t in (g, u)]
+    d = mx.grad(lambda g, u: swiglu(g, u).astype(mx.float32).sum(), argnums=(0, 1))(*bf)
+    assert all(t.dtype == mx.bfloat16 for t in d)

@@ -518,11 +518,10 @@ def test_pipelined_steps_equal_synchronous_ones(tmp_path):
     """The loop dispatches step n+1 before reading step n; the losses, logs and final weights
     equal a run that finishes every step first (an `on_step` callback forces that)."""
     batches = [make_batch(seed=s) for s in range(7)]
-    runs = {}
+    runs, seen = {}, []
     for mode in ("pipelined", "sync"):
         model = tiny(seed=1)
         cfg = cfg_for(tmp_path / mode, max_steps=7, log_interval=3)
-        seen = []
         on_step = (lambda step, m: seen.append(step)) if mode == "sync" else None
         res = train(
             model, make_lm_loss(), ListBatches(batches), cfg, tokenizer=TOK, on_step=on_step

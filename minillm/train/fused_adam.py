@@ -45,8 +45,9 @@ def usable(state: dict) -> bool:
     )
 
 
-def hyper(lr, b1: float, b2: float, eps: float, decay: float, step, bias_correction: bool,
-          grad_scale) -> mx.array:
+def hyper(
+    lr, b1: float, b2: float, eps: float, decay: float, step, bias_correction: bool, grad_scale
+) -> mx.array:
     """The kernel's scalars: [lr, b1, b2, eps, 1 - lr * decay, c1, c2, grad_scale]."""
     lr = lr.astype(mx.float32)
     step = mx.array(step).astype(mx.float32)
