@@ -7,8 +7,9 @@
 `--variants` times MiniLLM's real step (`minillm.speed.bench_train`) with each switch on alone:
 `base` (all off), `fast_ce` (the LM-head loss through `mx.fast.cross_entropy`), `whole` (the
 step as one compiled call), `fused_adam` (AdamW as one CUDA kernel per parameter, gradients
-scaled inside it), `norm_grad` (RMSNorm weight gradients summed in two stages), `all` (the
-default).
+scaled inside it), `norm_grad` (RMSNorm weight gradients summed in two stages), `swiglu`
+(the MLP's SwiGLU with a VJP that keeps only gate and up), `all` (the default), and
+`no_<switch>` (all but one).
 
 `--ncu` re-runs this script under Nsight Compute (`ncu`, CUDA only) with the profiler on for
 `--profile_steps` steps after the warm-up, and prints the kernels by total GPU time, grouped by
@@ -32,10 +33,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-SWITCHES = ("fast_ce", "whole", "fused_adam", "norm_grad")
+from minillm.blas import load_for_mlx  # noqa: E402  (before mlx: OpenBLAS for CPU runs)
+
+load_for_mlx(keep_torch_blas=False)
+
+SWITCHES = ("fast_ce", "whole", "fused_adam", "norm_grad", "swiglu")
 VARIANTS = {
     "base": (),
     **{k: (k,) for k in SWITCHES},
+    **{f"no_{k}": tuple(x for x in SWITCHES if x != k) for k in SWITCHES},
     "all": SWITCHES,
 }
 
@@ -70,6 +76,7 @@ def set_switches(on: tuple[str, ...]) -> None:
     loop.WHOLE_STEP = "whole" in on
     fused_adam.ENABLED = "fused_adam" in on
     model.RMSNorm.split_grad = "norm_grad" in on
+    model.SWIGLU_VJP = "swiglu" in on
 
 
 def build(ns):
@@ -78,7 +85,7 @@ def build(ns):
     from minillm.model import Model, ModelArgs, init_weights
     from minillm.train.config import TrainConfig
 
-    args = ModelArgs.from_preset(ns.preset)
+    args = ModelArgs.from_preset(ns.preset, num_hidden_layers=ns.layers)
     mx.random.seed(0)
     model = Model(args)
     init_weights(model, 0)
@@ -166,7 +173,7 @@ def run_variants(ns) -> None:
             print(
                 f"variant {name:<10} {mode:<9} {tok_s:>10,.0f} tok/s  {1e3 * row[mode]:7.1f} "
                 f"ms/step  MFU {100 * tok_s * fl / (ns.peak_tflops * 1e12):4.1f}%  "
-                f"peak {row[mode + '_mem']:5.1f} GiB",
+                f"peak {1024 * row[mode + '_mem']:7,.0f} MiB",
                 flush=True,
             )
         print(
@@ -243,6 +250,7 @@ def run_ncu(ns) -> None:
         sys.executable, os.path.abspath(__file__), "--inner", "--preset", ns.preset,
         "--seq_len", str(ns.seq_len), "--batch_size", str(ns.batch_size), "--dtype", ns.dtype,
         "--variant", ns.variant, "--profile_steps", str(ns.profile_steps),
+        *(["--layers", str(ns.layers)] if ns.layers else []),
     ]  # fmt: skip
     out = subprocess.run(cmd, capture_output=True, text=True)
     if out.returncode != 0 or '"ID"' not in out.stdout:
@@ -257,6 +265,7 @@ def run_ncu(ns) -> None:
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--preset", default="200mb")
+    p.add_argument("--layers", type=int, default=None, help="override the preset's layer count")
     p.add_argument("--seq_len", type=int, default=1024)
     p.add_argument("--batch_size", type=int, default=16)
     p.add_argument("--dtype", default="bfloat16")

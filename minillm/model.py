@@ -247,6 +247,9 @@ class KVCache:
         return self.keys[..., : self.offset, :], self.values[..., : self.offset, :]
 
 
+SWIGLU_VJP = True  # training MLPs use `swiglu` (the profile's A/B switch)
+
+
 @mx.custom_function
 def swiglu(gate: mx.array, up: mx.array) -> mx.array:
     """`silu(gate) * up`, whose VJP keeps only `gate` and `up` (sigmoid recomputed in fp32).
@@ -317,7 +320,8 @@ class MLP(nn.Module):
         if self.cpu_silu and cpu_ops.use_cpu_ops():
             return self.down_proj(cpu_ops.silu(self.gate_proj(x)) * self.up_proj(x))
         gate, up = self.gate_proj(x), self.up_proj(x)
-        return self.down_proj(swiglu(gate, up) if self.training else nn.silu(gate) * up)
+        lean = self.training and SWIGLU_VJP
+        return self.down_proj(swiglu(gate, up) if lean else nn.silu(gate) * up)
 
 
 class ExpertLinear(nn.Module):
