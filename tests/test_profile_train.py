@@ -1,0 +1,73 @@
+"""launch/profile_train.py: the ncu CSV table, kernel kinds, switches and the variant timing."""
+
+from __future__ import annotations
+
+import re
+
+from launch import profile_train as pt
+
+# the shape of `ncu --csv --page raw --print-units base` output: log lines, header, units row,
+# one row per kernel launch, durations with thousands separators
+NCU = """==PROF== Connected to process 1
+"ID","Kernel Name","Block Size","gpu__time_duration.avg","gpu__time_duration.sum"
+"","","","ns","ns"
+"0","col_reduce_looped","(256, 1, 1)","170,000","170,000"
+"1","nvjet_sm90_tst_256x128_64x4_1x2_h_bz_coopA_NNT","(384, 1, 1)","45,000","45,000"
+"2","col_reduce_looped","(256, 1, 1)","170,000","170,000"
+"3","custom_kernel_minillm_adamw_bfloat16_t_768_f","(256, 1, 1)","5,000","5,000"
+"4","cudnn_generated_fort_native_sdpa_sm90_flash_bprop","(128, 1, 1)","10,000","10,000"
+"""
+
+
+def test_kernel_table_sums_by_name_and_kind(capsys):
+    pt.kernel_table(NCU, steps=2, top=2)
+    out = capsys.readouterr().out
+    assert "2 kernels per step, 0.20 ms GPU time per step" in out
+    kinds = dict(re.findall(r"^\s+(\w[\w /]*?)\s+(\d+\.\d\d)\s+[\d.]+%$", out, re.M))
+    assert kinds == {"reduce": "0.17", "matmul": "0.02", "attention": "0.01", "optimizer": "0.00"}
+    top = [line for line in out.splitlines() if "col_reduce_looped" in line or "nvjet" in line]
+    assert len(top) == 2 and "col_reduce_looped" in top[0] and "85.0%" in top[0]
+
+
+def test_kinds_of_mlx_kernel_names():
+    assert pt.kind_of("Mf4IAsTypeANf4IBroadcastBOf4IMultiplyMNP_contiguous") == "fused elementwise"
+    assert pt.kind_of("rms_norm_vjp_small_fallback") == "norm/rope"
+    assert pt.kind_of("binary_vv") == "fused elementwise"
+    assert pt.kind_of("something_new") == "other"
+
+
+def test_switches_and_variants_on_cpu(capsys):
+    from minillm import model
+    from minillm.train import fused_adam, loop, losses
+
+    assert set(pt.VARIANTS["no_whole"]) == set(pt.SWITCHES) - {"whole"}
+    try:
+        pt.set_switches(("whole",))
+        assert loop.WHOLE_STEP and not losses.FAST_CE and not fused_adam.ENABLED
+        assert not model.RMSNorm.split_grad and not model.SWIGLU_VJP
+        pt.main(
+            [
+                "--preset",
+                "tiny",
+                "--layers",
+                "1",
+                "--seq_len",
+                "32",
+                "--batch_size",
+                "1",
+                "--steps",
+                "2",
+                "--dtype",
+                "float32",
+                "--variants",
+                "base,all",
+            ]
+        )
+    finally:
+        pt.set_switches(pt.SWITCHES)
+    out = capsys.readouterr().out
+    for name in ("base", "all"):
+        for mode in ("sync", "pipelined"):
+            assert re.search(rf"variant {name}\s+{mode}\s+[\d,]+ tok/s", out), out
+        assert re.search(rf"variant {name}\s+host: [\d.]+ ms building", out), out
+    assert loop.WHOLE_STEP and model.SWIGLU_VJP  # the defaults are back
