@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import subprocess
 import sys
 import tempfile
@@ -30,21 +29,11 @@ MODEL = ["--hidden_size", "128", "--num_hidden_layers", "2", "--num_attention_he
          "--num_key_value_heads", "2", "--intermediate_size", "384"]  # fmt: skip
 
 
-def sums(n: int, seed: int) -> list[dict]:
-    rng, out = random.Random(seed), []
-    for _ in range(n):
-        s = rng.randint(0, 9)
-        a = rng.randint(0, s)
-        q = f"Sam has {a} apples and gets {s - a} more. How many now?"
-        out.append({"question": q, "answer": f"{a} + {s - a} = <<{a}+{s - a}={s}>>{s}\n#### {s}"})
-    return out
-
-
 def sft_start(tmp: Path, steps: int) -> tuple[str, str]:
-    from minillm.data.gsm8k import load_gsm8k, sft_record
+    from minillm.data.gsm8k import load_gsm8k, make_sums_set, sft_record
 
     data = tmp / "train.jsonl"
-    data.write_text("".join(json.dumps(r) + "\n" for r in sums(4000, 0)), encoding="utf-8")
+    data.write_text("".join(json.dumps(r) + "\n" for r in make_sums_set(4000, 0)), encoding="utf-8")
     sft = tmp / "sft.jsonl"
     sft.write_text(
         "".join(json.dumps(sft_record(r)) + "\n" for r in load_gsm8k(str(data))), encoding="utf-8"

@@ -10,22 +10,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+from minillm.data.gsm8k import make_sums_set as sums_set  # noqa: F401 (the tests' data)
+
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = ["--hidden_size", "128", "--num_hidden_layers", "2", "--num_attention_heads", "4",
          "--num_key_value_heads", "2", "--intermediate_size", "384"]  # fmt: skip
-NAMES = ["Tom", "Ana", "Li", "Sam", "Mia", "Raj", "Eva", "Kai"]
-ITEMS = ["apples", "pens", "cards", "books", "coins", "stamps"]
-
-
-def sums_set(n: int, seed: int) -> list[dict]:
-    """GSM8K-format one-digit sums with a uniform answer 0..9 (`#### n`)."""
-    rng, out = random.Random(seed), []
-    for _ in range(n):
-        s = rng.randint(0, 9)
-        a = rng.randint(0, s)
-        q = f"{rng.choice(NAMES)} has {a} {rng.choice(ITEMS)} and gets {s - a} more. How many now?"
-        out.append({"question": q, "answer": f"{a} + {s - a} = <<{a}+{s - a}={s}>>{s}\n#### {s}"})
-    return out
 
 
 def write_jsonl(path: Path, recs: list[dict]) -> str:

@@ -16,6 +16,7 @@ from minillm.data.gsm8k import (
     has_format,
     load_gsm8k,
     make_arithmetic_set,
+    make_sums_set,
     prompt_messages,
     reward,
     same_number,
@@ -277,3 +278,16 @@ def test_prompt_and_sft_record():
     for r in make_arithmetic_set(20, 0, "mixed"):
         out = sft_record(r)["conversations"][2]["content"]
         assert "<<" not in out and out.endswith(f"#### {r['target']}")
+
+
+def test_sums_set_is_seeded_well_formed_and_covers_every_answer():
+    recs = make_sums_set(500, seed=3)
+    assert recs == make_sums_set(500, seed=3) and recs != make_sums_set(500, seed=4)
+    finals = [extract_answer(r["answer"]) for r in recs]
+    assert sorted({int(f) for f in finals}) == list(range(10))
+    for r, f in zip(recs, finals, strict=True):
+        a, b = (int(x) for x in r["answer"].split(" = ")[0].split(" + "))
+        assert (
+            a + b == int(f) and f"has {a} " in r["question"] and f"gets {b} more" in r["question"]
+        )
+        assert reward(r["answer"], f) == 1.0

@@ -445,6 +445,24 @@ def _two_step(rng: random.Random) -> tuple[str, str, int]:
     return q, sol, c
 
 
+_SUM_NAMES = ["Tom", "Ana", "Li", "Sam", "Mia", "Raj", "Eva", "Kai"]
+_SUM_ITEMS = ["apples", "pens", "cards", "books", "coins", "stamps"]
+
+
+def make_sums_set(n: int, seed: int) -> list[dict]:
+    """`n` GSM8K-format one-digit sums whose answers are uniform in 0..9 (`#### s`), for RL
+    tests and benchmarks: small enough that a d128 model learns them in minutes on a CPU.
+    Deterministic under `seed`; questions repeat (the space is small)."""
+    rng, out = random.Random(seed), []
+    for _ in range(n):
+        s = rng.randint(0, 9)
+        a = rng.randint(0, s)
+        who, what = rng.choice(_SUM_NAMES), rng.choice(_SUM_ITEMS)
+        q = f"{who} has {a} {what} and gets {s - a} more. How many now?"
+        out.append({"question": q, "answer": f"{a} + {s - a} = <<{a}+{s - a}={s}>>{s}\n#### {s}"})
+    return out
+
+
 def make_arithmetic_set(n: int, seed: int, kind: str = "add") -> list[dict]:
     """`n` seeded GSM8K-format word problems with small operands, for tests and smoke runs.
 
