@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
+import threading
 
 import pytest
 
@@ -85,3 +87,30 @@ def scrape() -> str:
     node = ray.nodes()[0]
     r = httpx.get(f"http://{node['NodeManagerAddress']}:{node['MetricsExportPort']}/metrics")
     return r.text
+
+
+@contextlib.contextmanager
+def served_app(app):
+    """`minillm serve`'s HTTP server for `app` on 127.0.0.1 at a free port, in a thread; yields
+    its base URL and shuts server and engine down afterwards."""
+    from minillm.serve import serve_app
+
+    server = serve_app(app, port=0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        app.engine.close()
+
+
+@contextlib.contextmanager
+def served_checkpoint(path, name: str = "tiny:latest", **app_kwargs):
+    """`served_app` for the checkpoint folder `path` (App options as keyword arguments)."""
+    from minillm.checkpoint import load
+    from minillm.serve import App
+
+    model, tok = load(path)
+    with served_app(App(model, tok, name, log=False, **app_kwargs)) as url:
+        yield url

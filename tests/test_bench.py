@@ -220,18 +220,13 @@ def test_end_to_end_tiny(tiny_ckpt, tmp_path, capsys):
 
 @pytest.fixture(scope="module")
 def served():
-    from conftest import make_tiny
+    from conftest import make_tiny, served_app
 
-    from minillm.serve import App, serve_app
+    from minillm.serve import App
 
     model, tok = make_tiny(seed=0)
-    app = App(model, tok, "tiny:latest", log=False, max_num_predict=64)
-    srv = serve_app(app, port=0)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{srv.server_address[1]}", model, tok
-    srv.shutdown()
-    srv.server_close()
-    app.engine.close()
+    with served_app(App(model, tok, "tiny:latest", log=False, max_num_predict=64)) as url:
+        yield url, model, tok
 
 
 def test_ollama_and_openai_vs_minillm_serve(served, tiny_ckpt):

@@ -14,7 +14,7 @@ import pytest
 from actors.distill import DistillConfig, run
 from actors.evaluator import Evaluator
 from actors.shards import read_manifest, read_table, totals
-from tests.conftest import TINY, scrape
+from tests.conftest import TINY, scrape, served_checkpoint
 
 ray = pytest.importorskip("ray")
 pytestmark = pytest.mark.usefixtures("cluster")  # one local Ray for the module (conftest)
@@ -194,17 +194,9 @@ def test_killed_generator_is_restarted_and_nothing_lost(tmp_path):
 
 
 def test_two_generators_against_minillm_serve(oracle_run, tmp_path):
-    from minillm.checkpoint import load
-    from minillm.serve import App, serve_app
-
     student = oracle_run["res"]["learner"]["checkpoints"][-1]
-    model, tok = load(student)
-    app = App(model, tok, "student:latest", max_num_predict=64, max_batch=8, log=False)
-    server = serve_app(app, port=0)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_address[1]}"
     t0 = time.time()
-    try:
+    with served_checkpoint(student, "student:latest", max_num_predict=64, max_batch=8) as url:
         cfg = config(
             tmp_path / "served",
             teacher="ollama",
@@ -219,10 +211,6 @@ def test_two_generators_against_minillm_serve(oracle_run, tmp_path):
             train=dict(max_steps=50, batch_size=4, learning_rate=1e-3),
         )
         res = run(cfg)
-    finally:
-        server.shutdown()
-        server.server_close()
-        app.engine.close()
     seconds = time.time() - t0
     print(f"served-teacher run: {seconds:.0f}s {res['store']}")
     assert seconds < 180

@@ -4,12 +4,11 @@ model, and `format="json"` / `response_format` through the official clients."""
 from __future__ import annotations
 
 import json
-import threading
 
 import ollama
 import openai
 import pytest
-from conftest import make_tiny
+from conftest import make_tiny, served_checkpoint
 
 from minillm.generate import Token, stream_generate_constrained
 from minillm.json_constraint import JsonPrefix
@@ -184,17 +183,8 @@ def test_constrained_generation_rejects_batches(tiny):
 
 @pytest.fixture(scope="module")
 def srv(tiny_ckpt):
-    from minillm.checkpoint import load
-    from minillm.serve import App, serve_app
-
-    model, tok = load(tiny_ckpt)
-    app = App(model, tok, "tiny:latest", max_num_predict=128, log=False)
-    server = serve_app(app, port=0)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
-    app.engine.close()
+    with served_checkpoint(tiny_ckpt, max_num_predict=128) as url:
+        yield url
 
 
 MSG = [{"role": "user", "content": "Give me a JSON object describing a cat."}]

@@ -13,24 +13,13 @@ import httpx
 import ollama
 import openai
 import pytest
+from conftest import served_app
 
 from minillm.generate import Token
-from minillm.serve import App, build_parser, serve_app
+from minillm.serve import App, build_parser
 from minillm.serve_engine import ThinkSplitter, split_stop, split_thinking
 
 MSG = [{"role": "user", "content": "hello there"}]
-
-
-def start(app: App):
-    server = serve_app(app, port=0)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server, f"http://127.0.0.1:{server.server_address[1]}"
-
-
-def stop(server, app: App) -> None:
-    server.shutdown()
-    server.server_close()
-    app.engine.close()
 
 
 @pytest.fixture(scope="module")
@@ -49,9 +38,8 @@ def srv(tiny_ckpt):
         max_pending=6,
         log=False,
     )
-    server, url = start(app)
-    yield app, url
-    stop(server, app)
+    with served_app(app) as url:
+        yield app, url
 
 
 def think_generate(model, tokenizer, prompts, **kw):
@@ -71,9 +59,8 @@ def think_srv(tiny_ckpt):
 
     model, tok = load(tiny_ckpt)
     app = App(model, tok, "thinker:latest", log=False, generate_fn=think_generate)
-    server, url = start(app)
-    yield url
-    stop(server, app)
+    with served_app(app) as url:
+        yield url
 
 
 def test_ollama_chat_and_generate(srv):

@@ -9,8 +9,8 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from conftest import served_checkpoint
 
-from minillm.serve import App, serve_app
 from minillm.teacher import (
     OllamaTeacher,
     OpenAITeacher,
@@ -27,16 +27,8 @@ MSG = [{"role": "user", "content": "hello there"}]
 
 @pytest.fixture(scope="module")
 def srv(tiny_ckpt):
-    from minillm.checkpoint import load
-
-    model, tok = load(tiny_ckpt)
-    app = App(model, tok, "tiny:latest", max_num_predict=32, log=False)
-    server = serve_app(app, port=0)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
-    app.engine.close()
+    with served_checkpoint(tiny_ckpt, max_num_predict=32) as url:
+        yield url
 
 
 @pytest.mark.parametrize("stream", [False, True])
