@@ -11,6 +11,15 @@ import sys
 
 from actors.distill import DistillConfig, run
 
+# model-shape flags that override the preset (same names as ModelArgs)
+MODEL_DIMS = (
+    "hidden_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "intermediate_size",
+)
+
 
 def env(name: str, default):
     v = os.environ.get(name)
@@ -116,13 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=env("PRESET", "200mb"),
         help="model preset when not --init_from (or custom)",
     )
-    for dim in (
-        "hidden_size",
-        "num_hidden_layers",
-        "num_attention_heads",
-        "num_key_value_heads",
-        "intermediate_size",
-    ):
+    for dim in MODEL_DIMS:
         a(f"--{dim}", type=int, default=None)
     a("--tokenizer_path", default=None)
     a("--dtype", default=env("DTYPE", "bfloat16"))
@@ -174,15 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
 def config_from(ns: argparse.Namespace) -> DistillConfig:
     steps = ns.max_steps or None
     model = {"preset": ns.preset}
-    for dim in (
-        "hidden_size",
-        "num_hidden_layers",
-        "num_attention_heads",
-        "num_key_value_heads",
-        "intermediate_size",
-    ):
-        if getattr(ns, dim) is not None:
-            model[dim] = getattr(ns, dim)
+    model.update({d: getattr(ns, d) for d in MODEL_DIMS if getattr(ns, d) is not None})
     train = {
         "out_dir": ns.out_dir,
         "dtype": ns.dtype,
