@@ -73,3 +73,13 @@ def test_env_vars_are_the_defaults(monkeypatch):
     assert cfg.dashboard_host == "127.0.0.1"
     with pytest.raises(SystemExit):
         build_parser().parse_args(["--weights", "math=x"])
+
+
+def test_model_shape_flags_override_the_preset(tmp_path):
+    ns = build_parser().parse_args(
+        ["--out_dir", str(tmp_path), "--preset", "tiny", "--hidden_size", "96",
+         "--num_key_value_heads", "1"]
+    )  # fmt: skip
+    assert config_from(ns).model == {"preset": "tiny", "hidden_size": 96, "num_key_value_heads": 1}
+    plain = build_parser().parse_args(["--out_dir", str(tmp_path)])
+    assert config_from(plain).model == {"preset": "200mb"}
