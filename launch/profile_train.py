@@ -97,18 +97,11 @@ def make_step(ns, variant: str):
     """`(args, step, state)`: MiniLLM's real step (`build_step`) for one variant; `step()`
     dispatches one optimizer step and returns its loss array (not evaluated)."""
 
-    from minillm.speed import make_batch
-    from minillm.train.loop import _prepare, build_step
-    from minillm.train.losses import lm_loss_from_config
-    from minillm.train.optim import build_optimizer
+    from minillm.speed import make_batch, training_step
 
     args, model, cfg = build(ns)
     set_switches(VARIANTS[variant])
-    _prepare(model, cfg)
-    opt = build_optimizer(cfg, 1e-4)
-    opt.init(model.trainable_parameters())
-    model.train()
-    micro, clip, apply, state = build_step(model, lm_loss_from_config(cfg), opt, cfg)
+    micro, clip, apply, state = training_step(model, cfg)
     batch = make_batch(args, cfg.batch_size, cfg.seq_len, 1.0, False, 0)
 
     def step():

@@ -52,8 +52,9 @@ def make_batch(
     return batch
 
 
-def bench_train(model: Model, cfg: TrainConfig, ns: argparse.Namespace) -> list[dict[str, Any]]:
-    """Build the real compiled step (`build_step`), warm up, then time `ns.steps` per run."""
+def training_step(model: Model, cfg: TrainConfig):
+    """`train()`'s real step for `model` under `cfg` (cast, AdamW etc. at a fixed LR, the LM
+    loss): `build_step`'s `(micro, clip, apply, state)`, the model in training mode."""
     from minillm.train.loop import _prepare, build_step
     from minillm.train.losses import lm_loss_from_config
     from minillm.train.optim import build_optimizer
@@ -62,7 +63,12 @@ def bench_train(model: Model, cfg: TrainConfig, ns: argparse.Namespace) -> list[
     optimizer = build_optimizer(cfg, 1e-4)
     optimizer.init(model.trainable_parameters())
     model.train()
-    micro, clip, apply, state = build_step(model, lm_loss_from_config(cfg), optimizer, cfg)
+    return build_step(model, lm_loss_from_config(cfg), optimizer, cfg)
+
+
+def bench_train(model: Model, cfg: TrainConfig, ns: argparse.Namespace) -> list[dict[str, Any]]:
+    """Build the real compiled step (`build_step`), warm up, then time `ns.steps` per run."""
+    micro, clip, apply, state = training_step(model, cfg)
     batches = [
         make_batch(model.args, cfg.batch_size, cfg.seq_len, ns.mask_density, cfg.sparse_loss, i)
         for i in range(cfg.accum_steps)
