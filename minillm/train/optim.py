@@ -152,10 +152,5 @@ def scale_and_clip(grads, n_tokens: mx.array, max_norm: float):
     Returns `(grads, norm)` with the norm measured before clipping. Gradients come back in
     fp32; the optimizer casts them to its state dtype.
     """
-    inv = 1.0 / mx.maximum(n_tokens.astype(mx.float32), 1.0)
-    grads = tree_map(lambda g: g.astype(mx.float32) * inv, grads)
-    norm = global_norm(grads)
-    if max_norm > 0:
-        factor = mx.minimum(max_norm / (norm + 1e-6), 1.0)
-        grads = tree_map(lambda g: g * factor, grads)
-    return grads, norm
+    scale, norm = clip_scale(grads, n_tokens, max_norm)
+    return tree_map(lambda g: g.astype(mx.float32) * scale, grads), norm
