@@ -6,7 +6,9 @@
 Builds a seeded `--preset` model in `--dtype`, saves it as a checkpoint folder and loads that
 folder in every implementation:
 
-  minillm    `minillm.generate.stream_generate` (the API `generate`, chat and serve use)
+  minillm    `minillm.generate.stream_generate` (the API `generate`, chat and serve use):
+             prefill, then one compiled call per token (`minillm.decode`)
+  eager      the same with MINILLM_COMPILED_DECODE=0: every decode step built op by op
   mlx_lm     `mlx_lm.load` of the folder; `generate_step` at batch 1 (what `mlx_lm.generate`
              runs), `BatchGenerator` with the whole batch in one completion batch above
   llama_cpp  the folder exported with `minillm.export_gguf` (f32 for float32, else f16: the
@@ -37,6 +39,7 @@ installed) or an NVIDIA GPU with MLX CUDA (mx.default_device()).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import importlib.util
 import os
@@ -48,7 +51,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-PEERS = ("mlx_lm", "llama_cpp")
+PEERS = ("eager", "mlx_lm", "llama_cpp")
 GOAL_RATIO = {("mlx_lm", 1): 1.2}  # (peer, batch) -> the issue's goal for MiniLLM / peer
 GOAL_SCALING = 10.0  # batch 64 aggregate tok/s over batch 1
 
@@ -79,20 +82,35 @@ def check(r: Result, batch: int, new_tokens: int, impl: str) -> Result:
 # ----------------------------------------------------------------------------- runners
 
 
-def run_minillm(model, tok, prompts: list[list[int]], new_tokens: int) -> Result:
+@contextlib.contextmanager
+def decode_mode(compiled: bool):
+    """MINILLM_COMPILED_DECODE set for the block, restored after."""
+    old = os.environ.get("MINILLM_COMPILED_DECODE")
+    os.environ["MINILLM_COMPILED_DECODE"] = "1" if compiled else "0"
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("MINILLM_COMPILED_DECODE")
+        else:
+            os.environ["MINILLM_COMPILED_DECODE"] = old
+
+
+def run_minillm(model, tok, prompts: list[list[int]], new_tokens: int, compiled=True) -> Result:
     from minillm.generate import stream_generate
 
     B, t1 = len(prompts), 0.0
-    t0 = time.perf_counter()
-    events = stream_generate(
-        model, tok, prompts, max_new_tokens=new_tokens, temperature=0.0, stop_ids=()
-    )
-    for seen, ev in enumerate(events, 1):
-        if isinstance(ev, list):
-            t2 = time.perf_counter()
-            return Result([g.tokens for g in ev], t1 - t0, t2 - t1)
-        if seen == B:  # every row's first token is on the host: prefill done
-            t1 = time.perf_counter()
+    with decode_mode(compiled):
+        t0 = time.perf_counter()
+        events = stream_generate(
+            model, tok, prompts, max_new_tokens=new_tokens, temperature=0.0, stop_ids=()
+        )
+        for seen, ev in enumerate(events, 1):
+            if isinstance(ev, list):
+                t2 = time.perf_counter()
+                return Result([g.tokens for g in ev], t1 - t0, t2 - t1)
+            if seen == B:  # every row's first token is on the host: prefill done
+                t1 = time.perf_counter()
     raise RuntimeError("stream_generate ended without its result")
 
 
@@ -214,7 +232,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--batch_sizes", default="1,64", help="comma list")
     p.add_argument("--runs", type=int, default=2, help="best of N runs (the first warms up)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--peers", default=",".join(PEERS), help="comma list of mlx_lm,llama_cpp")
+    p.add_argument("--peers", default=",".join(PEERS), help="comma list of " + ",".join(PEERS))
     p.add_argument(
         "--settle",
         type=float,
@@ -274,7 +292,9 @@ def main(argv: list[str] | None = None) -> dict:
     try:
         for impl in impls[1:]:
             why = None
-            if importlib.util.find_spec(impl) is None:
+            if impl == "eager":
+                active[impl] = None
+            elif importlib.util.find_spec(impl) is None:
                 why = "skipped (not installed)"
             elif impl == "mlx_lm":
                 try:
@@ -298,8 +318,10 @@ def main(argv: list[str] | None = None) -> dict:
         for b in sizes:
             fns, closers = {}, []
             for impl, need in active.items():
-                if impl == "minillm":
-                    fns[impl] = lambda b=b: run_minillm(model, tok, prompts[b], ns.new_tokens)
+                if impl in ("minillm", "eager"):
+                    fns[impl] = lambda b=b, c=impl == "minillm": run_minillm(
+                        model, tok, prompts[b], ns.new_tokens, compiled=c
+                    )
                 elif impl == "mlx_lm":
                     fns[impl] = lambda b=b, m=need: run_mlx_lm(m, prompts[b], ns.new_tokens)
                 else:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import mlx.core as mx
 
+from minillm.decode import Decoder
 from minillm.json_constraint import JsonPrefix
 from minillm.model import Model
 
@@ -210,15 +211,11 @@ def stream_generate(
     if seed is None:
         seed = int.from_bytes(os.urandom(4), "little")
     keys = mx.stack([mx.random.key(seed + i) for i in range(B)]) if temperature > 0 else None
-    cache = model.make_cache()
+    decoder = Decoder(model, B, P + steps, pad)
 
     def step(x: mx.array, n: int) -> mx.array:
         nonlocal context, keys
-        offset = cache[0].offset
-        mask = None if pad is None else pad[:, : offset + x.shape[1]]
-        # LM head on the last position only; over the whole prompt it is ~1/3 of the prefill.
-        h = model.hidden(x, cache=cache, pad=mask)[:, -1, :]
-        logits = model.logits(h).astype(mx.float32)
+        logits = decoder(x).astype(mx.float32)
         if banned is not None:
             logits = mx.where(banned, -mx.inf, logits)
         if repetition_penalty != 1.0:

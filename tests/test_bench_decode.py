@@ -20,7 +20,7 @@ def test_bench_decode_tiny_cpu(capsys):
     results = tiny_cpu("--prompt_len", "8", "--new_tokens", "4", "--batch_sizes", "1,4")
     out = capsys.readouterr().out
     lines = out.splitlines()
-    for impl in ("minillm", "mlx_lm", "llama_cpp"):
+    for impl in ("minillm", "eager", "mlx_lm", "llama_cpp"):
         for b in (1, 4):
             assert any(line.split("|")[:2] == [f"{impl:<9} ", f" {b:>5} "] for line in lines), out
     for b in (1, 4):
@@ -28,7 +28,8 @@ def test_bench_decode_tiny_cpu(capsys):
         ours, theirs = results[("minillm", b)], results[("mlx_lm", b)]
         assert isinstance(ours, Result) and isinstance(theirs, Result), out
         assert [len(t) for t in ours.tokens] == [4] * b
-        assert ours.tokens == theirs.tokens
+        assert ours.tokens == theirs.tokens == results[("eager", b)].tokens
+        assert any(line.startswith(f"[eager] batch={b} ratio=") for line in lines), out
         assert any(line.startswith(f"[mlx_lm] batch={b} ratio=") for line in lines), out
         lc = [line for line in lines if line.startswith(f"[llama_cpp] batch={b} ")]
         if importlib.util.find_spec("llama_cpp") is None:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 import mlx.core as mx
 
+from minillm.decode import Decoder
 from minillm.generate import check_sampling, sample, token_budgets
 
 
@@ -62,13 +63,11 @@ def rollout(
     if seed is None:
         seed = int.from_bytes(os.urandom(4), "little")
     keys = mx.stack([mx.random.key(seed + r) for r in range(B)])
-    cache = model.make_cache()
+    decoder = Decoder(model, B, P + steps, pad)
 
     def step(x: mx.array) -> tuple[mx.array, mx.array]:
         nonlocal keys
-        offset = cache[0].offset
-        mask = None if pad is None else pad[:, : offset + x.shape[1]]
-        logits = model.logits(model.hidden(x, cache=cache, pad=mask)[:, -1, :]).astype(mx.float32)
+        logits = decoder(x).astype(mx.float32)
         if banned is not None:
             logits = mx.where(banned, -mx.inf, logits)
         y, keys = sample(logits, keys, temperature, 0, top_p)
