@@ -8,6 +8,7 @@ Variants, each timed over --steps greedy steps after a prefill of --prompt_len r
 with the next step dispatched before the last one's token is read (as `stream_generate`):
 
   eager     `model(x, cache)` with the growing KVCache (what mlx-lm's generate_step does)
+  eager_joined  the same, q/k/v and gate/up as one matmul each over joined weights
   compiled  `minillm.decode.Decoder`, one compiled call per token, layer by layer
   joined    the same with q/k/v and gate/up as one matmul each (the default)
 
@@ -34,7 +35,7 @@ import minillm.decode as dec  # noqa: E402
 from minillm.checkpoint import cast_model, parse_dtype  # noqa: E402
 from minillm.model import Model, ModelArgs, init_weights  # noqa: E402
 
-VARIANTS = ("eager", "compiled", "joined")
+VARIANTS = ("eager", "eager_joined", "compiled", "joined")
 
 
 def run(model: Model, variant: str, batch: int, prompt_len: int, steps: int) -> float:
@@ -45,6 +46,16 @@ def run(model: Model, variant: str, batch: int, prompt_len: int, steps: int) -> 
 
         def fwd(x):
             return model(x, cache)[:, -1, :]
+    elif variant == "eager_joined":
+        cache, w = model.make_cache(), dec.joined_weights(model)
+
+        def fwd(x):
+            if x.shape[1] > 1:
+                return model(x, cache)[:, -1, :]
+            h = model.model.embed_tokens(x)
+            for i, (layer, c) in enumerate(zip(model.layers, cache, strict=True)):
+                h = dec._joined_layer(layer, w[2 * i], w[2 * i + 1], h, None, c)
+            return model.logits(model.final_norm(h)[:, -1, :])
     else:
         dec.JOIN = variant == "joined"
         decoder = dec.Decoder(model, batch, prompt_len + steps + 2)

@@ -4,8 +4,9 @@ Eager decoding builds ~20 ops per layer and token in Python, and each runs as it
 kernel; at small batch sizes that host work, not the device, sets the pace. `Decoder` keeps
 every layer's keys and values in buffers of a fixed capacity, so all decode steps have the
 same shapes and run as one `mx.compile`d function: no per-op Python, fused elementwise
-kernels. The step attends over the whole buffer with a mask of the positions written so far
-(and not left padding). The prompt is prefilled eagerly into the same buffers.
+kernels, q/k/v and gate/up as one matmul each. A step attends over the positions written so far
+rounded up to WINDOW_STEP (so a generation traces the step capacity / 64 times at most), with a
+mask for the rest and for left padding. The prompt is prefilled eagerly into the same buffers.
 
 MINILLM_COMPILED_DECODE=0 (or a model that is not a fused `Model`) takes the eager path.
 """
@@ -20,6 +21,7 @@ import mlx.nn as nn
 from minillm.model import MLP, Model
 
 CAPACITY_STEP = 256  # capacities are rounded up to this, so few shapes get compiled
+WINDOW_STEP = 64  # a step attends over the positions written so far, rounded up to this
 JOIN = os.environ.get("MINILLM_DECODE_JOIN", "1") != "0"  # joined q/k/v and gate/up matmuls
 
 
@@ -48,16 +50,18 @@ class StaticCache:
 
 
 class _StepCache:
-    """The compiled step's view of a StaticCache: writes one position at `offset` (an array)."""
+    """The compiled step's view of a StaticCache: writes one position at `offset` (an array)
+    and returns the first `window` positions of the buffers."""
 
-    def __init__(self, keys: mx.array, values: mx.array, offset: mx.array):
-        self.keys, self.values, self.offset = keys, values, offset
+    def __init__(self, keys: mx.array, values: mx.array, offset: mx.array, window: int):
+        self.keys, self.values, self.offset, self.window = keys, values, offset, window
 
     def update_and_fetch(self, keys: mx.array, values: mx.array) -> tuple[mx.array, mx.array]:
         start = self.offset.reshape(1)
         self.keys = mx.slice_update(self.keys, keys, start, axes=(2,))
         self.values = mx.slice_update(self.values, values, start, axes=(2,))
-        return self.keys, self.values
+        w = self.window
+        return self.keys[..., :w, :], self.values[..., :w, :]
 
 
 def joinable(model: Model) -> bool:
@@ -116,9 +120,11 @@ def _joined_layer(block, w_qkv, w_gu, h, mask, cache):
 
 
 def _build_step(model: Model):
-    def step(tokens, pos, allowed, kv, joined):
-        caches = [_StepCache(kv[2 * i], kv[2 * i + 1], pos) for i in range(len(model.layers))]
-        mask = (allowed & (mx.arange(allowed.shape[1]) <= pos))[:, None, None, :]
+    def step(tokens, pos, allowed, kv, joined, window):
+        caches = [
+            _StepCache(kv[2 * i], kv[2 * i + 1], pos, window) for i in range(len(model.layers))
+        ]
+        mask = (allowed[:, :window] & (mx.arange(window) <= pos))[:, None, None, :]
         h = model.model.embed_tokens(tokens)
         for i, (layer, cache) in enumerate(zip(model.layers, caches, strict=True)):
             if joined:
@@ -168,7 +174,10 @@ class Decoder:
         kv = [a for c in self.cache for a in (c.keys, c.values)]
         for c in self.cache:  # the step's slice updates may then reuse the buffers in place
             c.keys = c.values = None
-        logits, self.pos, kv = self.model._decode_step(x, self.pos, self.allowed, kv, self.joined)
+        # attend over the written positions rounded up to WINDOW_STEP: a few traced shapes
+        window = min(self.allowed.shape[1], -(-(self.offset + 1) // WINDOW_STEP) * WINDOW_STEP)
+        step = self.model._decode_step
+        logits, self.pos, kv = step(x, self.pos, self.allowed, kv, self.joined, window)
         for i, c in enumerate(self.cache):
             c.keys, c.values = kv[2 * i], kv[2 * i + 1]
             c.offset += 1

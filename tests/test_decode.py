@@ -40,7 +40,7 @@ def test_compiled_decode_gives_the_eager_tokens(monkeypatch, moe):
     model, tok = lively(**over)
 
     def run():
-        greedy = generate(model, tok, PROMPTS, max_new_tokens=40, stop_ids=[])
+        greedy = generate(model, tok, PROMPTS, max_new_tokens=60, stop_ids=[])  # crosses 64
         sampled = generate(
             model, tok, PROMPTS, max_new_tokens=40, stop_ids=[], temperature=0.8, top_p=0.9, seed=3
         )
@@ -82,20 +82,25 @@ def test_compiled_rollout_matches_eager_logprobs(monkeypatch):
         np.testing.assert_allclose(a.logprobs, b.logprobs, atol=1e-5)
 
 
-def test_compiled_step_is_traced_once_and_builds_no_graph_per_token(monkeypatch):
+def test_compiled_step_is_traced_once_per_window_and_builds_no_graph_per_token(monkeypatch):
+    import minillm.decode as dec
+
     monkeypatch.setenv("MINILLM_COMPILED_DECODE", "1")
     model, tok = lively()
-    generate(model, tok, [PROMPTS[0]], max_new_tokens=30, stop_ids=[])  # traces the step
+    generate(model, tok, [PROMPTS[0]], max_new_tokens=30, stop_ids=[])  # traces window 64
     step = model._decode_step
-    calls = []
-    orig = Block.__call__
+    blocks, traced = [], []
+    orig_block, orig_layer = Block.__call__, dec._joined_layer
     monkeypatch.setattr(
-        Block, "__call__", lambda self, *a, **k: calls.append(1) or orig(self, *a, **k)
+        Block, "__call__", lambda s, *a, **k: blocks.append(1) or orig_block(s, *a, **k)
     )
+    monkeypatch.setattr(dec, "_joined_layer", lambda *a: traced.append(1) or orig_layer(*a))
     out = generate(model, tok, [PROMPTS[1]], max_new_tokens=30, stop_ids=[])
-    assert len(out[0].tokens) == 30
-    assert model._decode_step is step
-    assert len(calls) == len(model.layers)  # the prefill only: no Python per decoded token
+    assert len(out[0].tokens) == 30 and model._decode_step is step
+    assert len(blocks) == len(model.layers)  # the prefill only: no Python per decoded token
+    assert traced == []  # positions 3..33: the window-64 step traced before
+    generate(model, tok, [[7] * 60], max_new_tokens=10, stop_ids=[])  # positions 60..70
+    assert len(traced) == len(model.layers)  # one new trace, for window 128
 
 
 def test_compiled_step_follows_weight_updates(monkeypatch):
