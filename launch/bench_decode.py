@@ -7,8 +7,8 @@ Builds a seeded `--preset` model in `--dtype`, saves it as a checkpoint folder a
 folder in every implementation:
 
   minillm    `minillm.generate.stream_generate` (the API `generate`, chat and serve use):
-             prefill, then one compiled call per token (`minillm.decode`)
-  eager      the same with MINILLM_COMPILED_DECODE=0: every decode step built op by op
+             `minillm.decode.Decoder`, q/k/v and gate/up as one matmul each
+  eager      the same with MINILLM_JOINED_DECODE=0: the model layer by layer, as mlx-lm
   mlx_lm     `mlx_lm.load` of the folder; `generate_step` at batch 1 (what `mlx_lm.generate`
              runs), `BatchGenerator` with the whole batch in one completion batch above
   llama_cpp  the folder exported with `minillm.export_gguf` (f32 for float32, else f16: the
@@ -83,24 +83,24 @@ def check(r: Result, batch: int, new_tokens: int, impl: str) -> Result:
 
 
 @contextlib.contextmanager
-def decode_mode(compiled: bool):
-    """MINILLM_COMPILED_DECODE set for the block, restored after."""
-    old = os.environ.get("MINILLM_COMPILED_DECODE")
-    os.environ["MINILLM_COMPILED_DECODE"] = "1" if compiled else "0"
+def decode_mode(joined: bool):
+    """MINILLM_JOINED_DECODE set for the block, restored after."""
+    old = os.environ.get("MINILLM_JOINED_DECODE")
+    os.environ["MINILLM_JOINED_DECODE"] = "1" if joined else "0"
     try:
         yield
     finally:
         if old is None:
-            os.environ.pop("MINILLM_COMPILED_DECODE")
+            os.environ.pop("MINILLM_JOINED_DECODE")
         else:
-            os.environ["MINILLM_COMPILED_DECODE"] = old
+            os.environ["MINILLM_JOINED_DECODE"] = old
 
 
-def run_minillm(model, tok, prompts: list[list[int]], new_tokens: int, compiled=True) -> Result:
+def run_minillm(model, tok, prompts: list[list[int]], new_tokens: int, joined=True) -> Result:
     from minillm.generate import stream_generate
 
     B, t1 = len(prompts), 0.0
-    with decode_mode(compiled):
+    with decode_mode(joined):
         t0 = time.perf_counter()
         events = stream_generate(
             model, tok, prompts, max_new_tokens=new_tokens, temperature=0.0, stop_ids=()
@@ -319,8 +319,8 @@ def main(argv: list[str] | None = None) -> dict:
             fns, closers = {}, []
             for impl, need in active.items():
                 if impl in ("minillm", "eager"):
-                    fns[impl] = lambda b=b, c=impl == "minillm": run_minillm(
-                        model, tok, prompts[b], ns.new_tokens, compiled=c
+                    fns[impl] = lambda b=b, j=impl == "minillm": run_minillm(
+                        model, tok, prompts[b], ns.new_tokens, joined=j
                     )
                 elif impl == "mlx_lm":
                     fns[impl] = lambda b=b, m=need: run_mlx_lm(m, prompts[b], ns.new_tokens)

@@ -7,10 +7,9 @@ detokenizing around it.
 Variants, each timed over --steps greedy steps after a prefill of --prompt_len random tokens,
 with the next step dispatched before the last one's token is read (as `stream_generate`):
 
-  eager     `model(x, cache)` with the growing KVCache (what mlx-lm's generate_step does)
-  eager_joined  the same, q/k/v and gate/up as one matmul each over joined weights
-  compiled  `minillm.decode.Decoder`, one compiled call per token, layer by layer
-  joined    the same with q/k/v and gate/up as one matmul each (the default)
+  eager     `minillm.decode.Decoder` with MINILLM_JOINED_DECODE=0: the model layer by layer
+            with its KVCache (what mlx-lm's generate_step does)
+  joined    the default Decoder: q/k/v and gate/up as one matmul each over joined weights
 
 Prints ms/step and tokens/s per variant and batch size (best of --runs, the variants taking
 turns so that a change of machine load hits each alike).
@@ -19,6 +18,7 @@ turns so that a change of machine load hits each alike).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -35,31 +35,14 @@ import minillm.decode as dec  # noqa: E402
 from minillm.checkpoint import cast_model, parse_dtype  # noqa: E402
 from minillm.model import Model, ModelArgs, init_weights  # noqa: E402
 
-VARIANTS = ("eager", "eager_joined", "compiled", "joined")
+VARIANTS = ("eager", "joined")
 
 
 def run(model: Model, variant: str, batch: int, prompt_len: int, steps: int) -> float:
     """Seconds per decode step."""
     ids = mx.random.randint(3, model.args.vocab_size, (batch, prompt_len), key=mx.random.key(1))
-    if variant == "eager":
-        cache = model.make_cache()
-
-        def fwd(x):
-            return model(x, cache)[:, -1, :]
-    elif variant == "eager_joined":
-        cache, w = model.make_cache(), dec.joined_weights(model)
-
-        def fwd(x):
-            if x.shape[1] > 1:
-                return model(x, cache)[:, -1, :]
-            h = model.model.embed_tokens(x)
-            for i, (layer, c) in enumerate(zip(model.layers, cache, strict=True)):
-                h = dec._joined_layer(layer, w[2 * i], w[2 * i + 1], h, None, c)
-            return model.logits(model.final_norm(h)[:, -1, :])
-    else:
-        dec.JOIN = variant == "joined"
-        decoder = dec.Decoder(model, batch, prompt_len + steps + 2)
-        fwd = decoder
+    os.environ["MINILLM_JOINED_DECODE"] = "1" if variant == "joined" else "0"
+    fwd = dec.Decoder(model)
     y = mx.argmax(fwd(ids), axis=-1)
     mx.eval(y)
     t0 = None

@@ -211,7 +211,7 @@ def stream_generate(
     if seed is None:
         seed = int.from_bytes(os.urandom(4), "little")
     keys = mx.stack([mx.random.key(seed + i) for i in range(B)]) if temperature > 0 else None
-    decoder = Decoder(model, B, P + steps, pad)
+    decoder = Decoder(model, pad)
 
     def step(x: mx.array, n: int) -> mx.array:
         nonlocal context, keys

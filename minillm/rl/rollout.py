@@ -63,7 +63,7 @@ def rollout(
     if seed is None:
         seed = int.from_bytes(os.urandom(4), "little")
     keys = mx.stack([mx.random.key(seed + r) for r in range(B)])
-    decoder = Decoder(model, B, P + steps, pad)
+    decoder = Decoder(model, pad)
 
     def step(x: mx.array) -> tuple[mx.array, mx.array]:
         nonlocal keys
