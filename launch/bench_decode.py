@@ -7,7 +7,7 @@ Builds a seeded `--preset` model in `--dtype`, saves it as a checkpoint folder a
 folder in every implementation:
 
   minillm    `minillm.generate.stream_generate` (the API `generate`, chat and serve use):
-             `minillm.decode.Decoder`, q/k/v and gate/up as one matmul each
+             `minillm.decode.Decoder`, on GPUs with q/k/v and gate/up as one matmul each
   eager      the same with MINILLM_JOINED_DECODE=0: the model layer by layer, as mlx-lm
   mlx_lm     `mlx_lm.load` of the folder; `generate_step` at batch 1 (what `mlx_lm.generate`
              runs), `BatchGenerator` with the whole batch in one completion batch above
@@ -84,14 +84,18 @@ def check(r: Result, batch: int, new_tokens: int, impl: str) -> Result:
 
 @contextlib.contextmanager
 def decode_mode(joined: bool):
-    """MINILLM_JOINED_DECODE set for the block, restored after."""
+    """MINILLM_JOINED_DECODE=0 for the block when not `joined` (else the default), restored
+    after."""
     old = os.environ.get("MINILLM_JOINED_DECODE")
-    os.environ["MINILLM_JOINED_DECODE"] = "1" if joined else "0"
+    if joined:
+        os.environ.pop("MINILLM_JOINED_DECODE", None)
+    else:
+        os.environ["MINILLM_JOINED_DECODE"] = "0"
     try:
         yield
     finally:
         if old is None:
-            os.environ.pop("MINILLM_JOINED_DECODE")
+            os.environ.pop("MINILLM_JOINED_DECODE", None)
         else:
             os.environ["MINILLM_JOINED_DECODE"] = old
 

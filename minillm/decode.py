@@ -6,12 +6,14 @@ each matmul is a kernel of its own (a cuBLAS call MLX's CUDA backend captures in
 gate/up weights into another, so a layer runs 4 matmuls instead of 7. The copies are made once
 and reused until any of those weights is replaced (an RL policy update, `load_weights`).
 
-Measured (README results, H200, `200mb` bf16): a decode step 1.25x faster at batch 1 and 1.36x
-at batch 64 than layer by layer; a fixed-shape `mx.compile`d step was slower on CUDA (its
+Measured (README results, `200mb` bf16 on an H200): the bare decode step 1.14x faster at
+batch 1 and 1.48x at batch 64 than layer by layer. On the CPU the joined step was slower at
+batch 1 (the q/k/v views cost copies there, and a CPU kernel costs little to start), so it is
+the default on GPU devices only. A fixed-shape `mx.compile`d step was slower on CUDA (its
 attention over a masked buffer takes the unfused path) and was dropped.
 
-MINILLM_JOINED_DECODE=0, or a model with LoRA / quantized projections or MoE MLPs, decodes
-layer by layer.
+MINILLM_JOINED_DECODE=1 / 0 forces it on / off. Models with LoRA or quantized projections or
+MoE MLPs decode layer by layer.
 """
 
 from __future__ import annotations
@@ -36,6 +38,14 @@ def joinable(model) -> bool:
         if any(type(x) is not nn.Linear or "bias" in x for x in mods):
             return False
     return True
+
+
+def use_joined(model) -> bool:
+    """MINILLM_JOINED_DECODE=1/0, else on for GPU devices; always off if not `joinable`."""
+    flag = os.environ.get("MINILLM_JOINED_DECODE", "")
+    if flag == "0" or not joinable(model):
+        return False
+    return flag == "1" or mx.default_device().type == mx.DeviceType.gpu
 
 
 def joined_weights(model: Model) -> list[mx.array]:
@@ -83,8 +93,7 @@ class Decoder:
     def __init__(self, model, pad: mx.array | None = None):
         self.model, self.pad = model, pad
         self.cache = model.make_cache()
-        join = os.environ.get("MINILLM_JOINED_DECODE", "1") != "0" and joinable(model)
-        self.joined = joined_weights(model) if join else None
+        self.joined = joined_weights(model) if use_joined(model) else None
 
     def __call__(self, x: mx.array) -> mx.array:
         offset = self.cache[0].offset

@@ -92,6 +92,17 @@ def test_joined_weights_follow_weight_updates(monkeypatch):
     assert [g.tokens for g in after] != [g.tokens for g in before]
 
 
+def test_joined_by_default_on_gpu_devices_only(monkeypatch):
+    model, _ = lively()
+    monkeypatch.delenv("MINILLM_JOINED_DECODE", raising=False)
+    on_gpu = mx.default_device().type == mx.DeviceType.gpu
+    assert dec.use_joined(model) == on_gpu
+    monkeypatch.setenv("MINILLM_JOINED_DECODE", "1")
+    assert dec.use_joined(model)
+    monkeypatch.setenv("MINILLM_JOINED_DECODE", "0")
+    assert not dec.use_joined(model) and dec.Decoder(model).joined is None
+
+
 def test_models_that_cannot_join_decode_layer_by_layer(monkeypatch):
     monkeypatch.setenv("MINILLM_JOINED_DECODE", "1")
     moe, tok = lively(use_moe=True, n_routed_experts=4, num_experts_per_tok=2)
