@@ -9,7 +9,8 @@ with the next step dispatched before the last one's token is read (as `stream_ge
 
   eager     `minillm.decode.Decoder` with MINILLM_JOINED_DECODE=0: the model layer by layer
             with its KVCache (what mlx-lm's generate_step does)
-  joined    the default Decoder: q/k/v and gate/up as one matmul each over joined weights
+  joined    MINILLM_JOINED_DECODE=1 (the default on GPUs): q/k/v and gate/up as one matmul
+            each over joined weights
 
 Prints ms/step and tokens/s per variant and batch size (best of --runs, the variants taking
 turns so that a change of machine load hits each alike).

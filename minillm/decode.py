@@ -107,4 +107,5 @@ class Decoder:
             for i, (layer, c) in enumerate(zip(m.layers, self.cache, strict=True)):
                 h = joined_layer(layer, self.joined[2 * i], self.joined[2 * i + 1], h, mask, c)
             h = m.final_norm(h)
+        # LM head on the last position only; over the whole prompt it is ~1/3 of the prefill.
         return self.model.logits(h[:, -1, :])
