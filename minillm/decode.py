@@ -18,12 +18,13 @@ MoE MLPs decode layer by layer.
 
 from __future__ import annotations
 
+import functools
 import os
 
 import mlx.core as mx
 import mlx.nn as nn
 
-from minillm.model import MLP, Model, make_mask
+from minillm.model import MLP, Model
 
 
 def joinable(model) -> bool:
@@ -94,18 +95,18 @@ class Decoder:
         self.model, self.pad = model, pad
         self.cache = model.make_cache()
         self.joined = joined_weights(model) if use_joined(model) else None
+        self.layers = None
+        if self.joined is not None:
+            w = self.joined
+            self.layers = [
+                functools.partial(joined_layer, b, w[2 * i], w[2 * i + 1])
+                for i, b in enumerate(model.layers)
+            ]
 
     def __call__(self, x: mx.array) -> mx.array:
         offset = self.cache[0].offset
         pad = None if self.pad is None else self.pad[:, : offset + x.shape[1]]
-        if self.joined is None:
-            h = self.model.hidden(x, cache=self.cache, pad=pad)
-        else:
-            m = self.model
-            h = m.model.embed_tokens(x)
-            mask = make_mask(x.shape[1], offset, pad)
-            for i, (layer, c) in enumerate(zip(m.layers, self.cache, strict=True)):
-                h = joined_layer(layer, self.joined[2 * i], self.joined[2 * i + 1], h, mask, c)
-            h = m.final_norm(h)
+        joined = {"layers": self.layers} if self.layers else {}  # wrapped models lack the kwarg
+        h = self.model.hidden(x, cache=self.cache, pad=pad, **joined)
         # LM head on the last position only; over the whole prompt it is ~1/3 of the prefill.
         return self.model.logits(h[:, -1, :])

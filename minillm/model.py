@@ -478,15 +478,17 @@ class Model(nn.Module):
         if not args.tie_word_embeddings:
             self.lm_head = nn.Linear(args.hidden_size, args.vocab_size, bias=False)
 
-    def hidden(self, ids: mx.array, cache: list[KVCache] | None = None, pad=None) -> mx.array:
+    def hidden(
+        self, ids: mx.array, cache: list[KVCache] | None = None, pad=None, layers=None
+    ) -> mx.array:
+        """Final-norm hidden states; `layers`, when given, replaces the blocks' own calls
+        (one `fn(h, mask, cache)` per layer, as `minillm.decode` passes)."""
         h = self.model.embed_tokens(ids)
         offset = cache[0].offset if cache else 0
         mask = make_mask(ids.shape[1], offset, pad)
-        for i, layer in enumerate(self.model.layers):
+        for i, layer in enumerate(layers or self.model.layers):
             h = layer(h, mask, cache[i] if cache else None)
-        if self.model.layers and not self.model.layers[0].self_attn.fused:
-            return rms_norm_ref(h, self.model.norm.weight, self.model.norm.eps)
-        return self.model.norm(h)
+        return self.final_norm(h)
 
     def hidden_aux(self, ids: mx.array) -> tuple[mx.array, mx.array]:
         """`(hidden(ids), MoE load-balancing loss summed over layers)`, for training."""
