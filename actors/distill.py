@@ -61,8 +61,13 @@ class DistillConfig(RayConfig):
     model: dict = field(default_factory=lambda: {"preset": "200mb"})
     tokenizer_path: str | None = None
     train: dict = field(default_factory=dict)
+    reuse: int = 1
+    reuse_window: int = 4096
+    bucket_sizes: list[int] | None = None
+    max_seconds: float = 0.0
     eval_interval: int = 0
     eval_samples: int = 64
+    eval_batch_size: int = 64
     eval_max_new_tokens: int = 128
     eval_seed: int = 10_000
     resume: bool = False
@@ -75,7 +80,8 @@ class DistillConfig(RayConfig):
                 f"--teacher must be one of {', '.join(TEACHERS)}, not {self.teacher!r}"
             )
         for name, lo in (("workers", 1), ("inflight", 1), ("lease_size", 1), ("cold_samples", 0),
-                         ("total_samples", 0), ("max_lag", 1), ("max_tasks", 0)):  # fmt: skip
+                         ("total_samples", 0), ("max_lag", 1), ("max_tasks", 0), ("reuse", 1),
+                         ("reuse_window", 1), ("max_seconds", 0), ("eval_batch_size", 1)):  # fmt: skip
             if getattr(self, name) < lo:
                 raise ValueError(f"{name} must be >= {lo}, got {getattr(self, name)}")
         if self.teacher == "openai" and not self.base_url:
@@ -183,13 +189,23 @@ class Run(Driver):
                     cfg.cold_samples,
                     cfg.total_steps(),
                     cfg.tokenizer_path,
+                    reuse=cfg.reuse,
+                    reuse_window=cfg.reuse_window,
+                    bucket_sizes=cfg.bucket_sizes,
                 )
             )
         )
         self.evaluator = (
             ray.remote(Evaluator)
             .options(name="evaluator", num_cpus=0)
-            .remote(cfg.eval_samples, cfg.eval_seed, cfg.weights, cfg.lang, cfg.eval_max_new_tokens)
+            .remote(
+                cfg.eval_samples,
+                cfg.eval_seed,
+                cfg.weights,
+                cfg.lang,
+                cfg.eval_max_new_tokens,
+                batch_size=cfg.eval_batch_size,
+            )
             if cfg.eval_samples and cfg.learner
             else None
         )
@@ -210,7 +226,9 @@ class Run(Driver):
         self.cooldown: dict[int, float] = {}
         self.commits: dict[Any, int] = {}
         self.reissued = 0
+        self.retries = 0  # teacher requests retried (503, timeouts, ...), this session
         self.consumed = 0
+        self.timed_out = False
         self.learner_done = False
         self.store_closed = summary["closed"]
 
@@ -270,6 +288,7 @@ class Run(Driver):
             self.todo.appendleft(lease)
             self.cooldown[gi] = time.time() + 1.0
             return
+        self.retries += stats.get("retries", 0)
         start = lease * self.cfg.lease_size
         c = self.store.commit.remote(lease, start, self.count(lease), table_ref, stats)
         self.commits[c] = lease
@@ -307,10 +326,27 @@ class Run(Driver):
         rate = self.committed / max(time.time() - t0, 1e-9)
         return (
             f"[distill] t={time.time() - t0:.0f}s committed={self.committed} ({rate:.1f}/s) "
-            f"accepted={a} rejected={r} dup={self.duplicates} errors={e} reissued={self.reissued} "
+            f"accepted={a} rejected={r} dup={self.duplicates} errors={e} retries={self.retries} "
+            f"reissued={self.reissued} "
             f"step={st.get('step', 0)} consumed={self.consumed} lag={self.committed - self.consumed} "
             f"wait={100 * st.get('wait_fraction', 0.0):.1f}%"
         )
+
+    def status_record(self, t0: float, st: dict) -> dict:
+        """The status line as a metrics.jsonl record (event "distill")."""
+        return {
+            "event": "distill",
+            "seconds": round(time.time() - t0, 2),
+            "committed": self.committed,
+            **{k: sum(self.counts[k].values()) for k in ("accepted", "rejected", "errors")},
+            "errors_by_kind": dict(self.counts["errors"]),
+            "retries": self.retries,
+            "reissued": self.reissued,
+            "duplicates": self.duplicates,
+            "consumed": self.consumed,
+            **{k: st[k] for k in ("step", "reused", "wait_fraction", "tok_s") if k in st},
+            "time": time.time(),
+        }
 
     def loop(self) -> dict:
         ray, cfg = self.ray, self.cfg
@@ -344,6 +380,12 @@ class Run(Driver):
                 elif ref == train_ref:
                     result = self.learner_result(ref)
                     self.learner_done = True
+            if cfg.max_seconds and not self.timed_out and time.time() - t0 >= cfg.max_seconds:
+                self.timed_out = True  # the learner saves a checkpoint after its current step
+                print(f"[distill] --max_seconds {cfg.max_seconds:g} reached: stopping", flush=True)
+                self.closed = True
+                if self.learner:
+                    self.learner.stop.remote()
             failed = cfg.max_failures and sum(self.counts["errors"].values()) >= cfg.max_failures
             if failed and self.learner:
                 self.learner.stop.remote()
@@ -355,6 +397,7 @@ class Run(Driver):
             if time.time() - last_print >= cfg.status_interval_s:
                 last_print = time.time()
                 print(self.status_line(t0, st), flush=True)
+                self.log.write(self.status_record(t0, st))
             idle = not self.outstanding and not self.commits
             if idle and (
                 result is not None or (self.learner is None and (self.store_closed or failed))
@@ -372,14 +415,17 @@ class Run(Driver):
         if self.learner:
             st = ray.get(self.learner.status.remote())
         print(self.status_line(t0, st), flush=True)
+        self.log.write(self.status_record(t0, st))
         result = result or {"losses": []}
         return {
             "learner": {k: v for k, v in result.items() if k != "losses"},
             "losses": result["losses"],
             "store": final,
             "reissued": self.reissued,
+            "retries": self.retries,
             "evals": self.evals,
             "seconds": time.time() - t0,
+            "timed_out": self.timed_out,
         }
 
 

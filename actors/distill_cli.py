@@ -40,6 +40,14 @@ def weights(s: str | None) -> dict | None:
     return out
 
 
+def ints(s: str) -> list[int]:
+    """ "64,128,256" -> [64, 128, 256]."""
+    try:
+        return [int(x) for x in s.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"bad list {s!r}: use comma-separated integers") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="launch/distill.py",
@@ -140,6 +148,14 @@ def build_parser() -> argparse.ArgumentParser:
     a("--keep_last_checkpoints", type=int, default=int(env("KEEP_LAST_CHECKPOINTS", 3)))
     a("--compile", action=argparse.BooleanOptionalAction, default=True)
     a("--train_seed", type=int, default=1337)
+    a("--bucket_sizes", type=ints, default=None,
+      help="padded batch widths, e.g. 64,128,192,256 (default: 32, 64, 128, ... seq_len)")  # fmt: skip
+    a("--reuse", type=int, default=1,
+      help="when no fresh row is committed, top batches up with recent rows, each used at "
+      "most this many times (1: never wait-and-reuse, every row trained on once)")  # fmt: skip
+    a("--reuse_window", type=int, default=4096, help="recent rows --reuse draws from")
+    a("--max_seconds", type=float, default=0.0,
+      help="stop (with a final checkpoint) after this much wall time (0: no limit)")  # fmt: skip
     g = p.add_argument_group("evaluation")
     g.add_argument(
         "--eval_interval",
@@ -150,6 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--eval_samples", type=int, default=64, help="held-out synthetic tasks (0: no evaluator)"
     )
+    g.add_argument("--eval_batch_size", type=int, default=64, help="prompts decoded together")
     g.add_argument("--eval_max_new_tokens", type=int, default=128)
     g = p.add_argument_group("ray")
     g.add_argument(
@@ -167,7 +184,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument("--num_cpus", type=int, default=None, help="CPUs of a local Ray (default: all)")
     g.add_argument(
-        "--learner_gpus", type=float, default=0.0, help="GPUs the learner actor reserves"
+        "--num_gpus", type=int, default=None, help="GPUs of a local Ray (default: all NVIDIA GPUs)"
+    )
+    g.add_argument(
+        "--learner_gpus",
+        type=float,
+        default=None,
+        help="GPUs the learner actor reserves (default: 1 when the cluster has one, else 0)",
     )
     g.add_argument("--dashboard_host", default="127.0.0.1", help="0.0.0.0 exposes the dashboard")
     g.add_argument("--dashboard_port", type=int, default=8265)
@@ -221,12 +244,18 @@ def config_from(ns: argparse.Namespace) -> DistillConfig:
         model=model,
         tokenizer_path=ns.tokenizer_path,
         train=train,
+        reuse=ns.reuse,
+        reuse_window=ns.reuse_window,
+        bucket_sizes=ns.bucket_sizes,
+        max_seconds=ns.max_seconds,
+        eval_batch_size=ns.eval_batch_size,
         eval_interval=ns.eval_interval,
         eval_samples=ns.eval_samples,
         eval_max_new_tokens=ns.eval_max_new_tokens,
         address=ns.address,
         resume=ns.resume,
         num_cpus=ns.num_cpus,
+        num_gpus=ns.num_gpus,
         learner_gpus=ns.learner_gpus,
         dashboard_host=ns.dashboard_host,
         dashboard_port=ns.dashboard_port,
@@ -256,6 +285,7 @@ def main(argv: list[str] | None = None) -> int:
                 "errors": store["errors"],
                 "reissued": res["reissued"],
                 "last_eval": res["evals"][-1]["accuracy"] if res["evals"] else None,
+                "timed_out": res["timed_out"],
                 "seconds": round(res["seconds"], 1),
             },
             ensure_ascii=False,

@@ -26,8 +26,9 @@ class RayConfig:
 
     address: str | None = None
     num_cpus: int | None = None
+    num_gpus: int | None = None  # local Ray: None = the NVIDIA GPUs this machine has
     learner_cpus: float = 1.0
-    learner_gpus: float = 0.0
+    learner_gpus: float | None = None  # None: 1 when the cluster has a GPU, else 0
     dashboard_host: str = "127.0.0.1"
     dashboard_port: int = 8265
 
@@ -67,6 +68,37 @@ def runtime_env() -> dict:
     return {"env_vars": env}
 
 
+def local_gpus() -> int:
+    """NVIDIA GPUs of this machine that CUDA_VISIBLE_DEVICES leaves visible (0 without
+    `nvidia-smi`). Ray's own detection needs pynvml; MLX's CUDA build does not."""
+    import os
+    import shutil
+    import subprocess
+
+    if shutil.which("nvidia-smi") is None:
+        return 0
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return 0
+    n = sum(line.startswith("GPU ") for line in out.stdout.splitlines())
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        n = min(n, len([d for d in visible.split(",") if d.strip()]))
+    return n
+
+
+def resolve_gpus(cfg: RayConfig, ray) -> None:
+    """`learner_gpus=None` becomes 1 when the cluster has a GPU (else 0), and the choice is
+    printed: a GPU box trains on its GPU without a flag."""
+    if cfg.learner_gpus is None:
+        gpus = ray.cluster_resources().get("GPU", 0)
+        cfg.learner_gpus = 1.0 if gpus >= 1 else 0.0
+        print(
+            f"[ray] cluster GPUs: {gpus:g}; the learner reserves {cfg.learner_gpus:g}", flush=True
+        )
+
+
 def init_ray(cfg: RayConfig) -> bool:
     """Connect to `cfg.address`, or start a local Ray whose dashboard binds `dashboard_host`.
     Returns whether this call started Ray (and so should shut it down)."""
@@ -80,6 +112,7 @@ def init_ray(cfg: RayConfig) -> bool:
     else:
         ctx = ray.init(
             num_cpus=cfg.num_cpus,
+            num_gpus=cfg.num_gpus if cfg.num_gpus is not None else local_gpus(),
             namespace="minillm",
             include_dashboard=True,
             dashboard_host=cfg.dashboard_host,
@@ -193,6 +226,9 @@ def drive(
     started = init_ray(cfg)
     r = None
     try:
+        import ray
+
+        resolve_gpus(cfg, ray)
         r = cls(cfg, *args)
         res = r.loop()
     finally:

@@ -61,7 +61,7 @@ def score(model, tok, tasks: list[Task], max_new_tokens: int = 64, batch_size: i
 def score_gsm8k(model, tok, records: list[dict], max_new_tokens: int = 256, batch_size: int = 64,
                 lang: str = "en") -> dict:  # fmt: skip
     """Greedy GSM8K accuracy: the extracted final number equals the record's target."""
-    from minillm.data.gsm8k import extract_answer, prompt_messages, same_number
+    from minillm.data.gsm8k import extract_answer, record_messages, same_number
     from minillm.generate import generate
 
     ok = 0
@@ -69,7 +69,7 @@ def score_gsm8k(model, tok, records: list[dict], max_new_tokens: int = 256, batc
         chunk = records[b : b + batch_size]
         prompts = [
             tok.apply_chat_template(
-                prompt_messages(r["question"], lang), add_generation_prompt=True, tokenize=True
+                record_messages(r, lang), add_generation_prompt=True, tokenize=True
             )
             for r in chunk
         ]
@@ -95,9 +95,10 @@ class Evaluator:
         exclude: set[str] | None = None,
         gsm8k: list[dict] | None = None,
         gsm8k_max_new_tokens: int = 256,
+        batch_size: int = 64,
     ):
         self.tasks = held_out_suite(n, seed, weights, lang, exclude) if n else []
-        self.max_new_tokens = max_new_tokens
+        self.max_new_tokens, self.batch_size = max_new_tokens, batch_size
         self.gsm8k, self.gsm8k_max_new_tokens = gsm8k or [], gsm8k_max_new_tokens
         self.metrics = Metrics()
 
@@ -110,9 +111,10 @@ class Evaluator:
         path = Path(checkpoint)
         model, tok = load(path)
         model.eval()
-        res = score(model, tok, self.tasks, self.max_new_tokens) if self.tasks else {}
+        bs = self.batch_size
+        res = score(model, tok, self.tasks, self.max_new_tokens, bs) if self.tasks else {}
         if self.gsm8k:
-            res.update(score_gsm8k(model, tok, self.gsm8k, self.gsm8k_max_new_tokens))
+            res.update(score_gsm8k(model, tok, self.gsm8k, self.gsm8k_max_new_tokens, bs))
             self.metrics.set("minillm_gsm8k_accuracy", res["gsm8k_accuracy"])
         state = path / "state.json"
         step = json.loads(state.read_text())["step"] if state.is_file() else None

@@ -113,8 +113,9 @@ class TeacherGenerator:
         results = list(self.pool.map(self._ask, range(start, start + count)))
         cols: dict[str, list] = {name: [] for name in SCHEMA.names}
         acc, rej, err = Counter(), Counter(), Counter()
-        latencies = []
+        latencies, retries = [], 0
         for i, (task, reply) in zip(range(start, start + count), results, strict=True):
+            retries += max(getattr(reply, "attempts", 1) - 1, 0)
             if isinstance(reply, Exception):
                 err[error_kind(reply)] += 1
                 self.metrics.inc("minillm_teacher_errors", kind=error_kind(reply))
@@ -149,12 +150,15 @@ class TeacherGenerator:
             for k, v in row.items():
                 cols[k].append(v)
         self.leases += 1
+        if retries:
+            self.metrics.inc("minillm_teacher_retries", retries)
         table = pa.Table.from_pydict(cols, schema=SCHEMA)
         stats = {
             "generator": self.index,
             "accepted": dict(acc),
             "rejected": dict(rej),
             "errors": dict(err),
+            "retries": retries,
             "latency_sum": sum(latencies),
             "answered": len(latencies),
             "seconds": time.perf_counter() - t0,

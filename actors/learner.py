@@ -47,6 +47,9 @@ class Learner:
         total_steps: int | None = None,
         tokenizer_path: str | None = None,
         poll_s: float = 0.1,
+        reuse: int = 1,
+        reuse_window: int = 4096,
+        bucket_sizes: list[int] | None = None,
     ):
         self.shard_dir, self.train_cfg = shard_dir, dict(train)
         self.model_spec, self.init_from, self.resume = (
@@ -56,6 +59,7 @@ class Learner:
         )
         self.cold_samples, self.total_steps = cold_samples, total_steps
         self.tokenizer_path, self.poll_s = tokenizer_path, poll_s
+        self.reuse, self.reuse_window, self.bucket_sizes = reuse, reuse_window, bucket_sizes
         self.stop_event = threading.Event()
         self.metrics = Metrics()
         self.stream: ShardStream | None = None
@@ -99,7 +103,11 @@ class Learner:
             cold_samples=self.cold_samples,
             poll_s=self.poll_s,
             stop=self.stop_event,
+            reuse=self.reuse,
+            reuse_window=self.reuse_window,
+            bucket_sizes=self.bucket_sizes,
         )
+        self.metrics.set("minillm_reuse_limit", self.reuse)
         self.t_start = time.perf_counter()
         result = train(
             model,
@@ -128,9 +136,10 @@ class Learner:
         self.metrics.set("minillm_learner_tokens_per_second", s["tok_s"])
         self.metrics.set("minillm_learner_wait_fraction", s["wait_fraction"])
         self.metrics.set("minillm_data_lag_samples", s["lag"])
+        self.metrics.set("minillm_samples_reused", s["reused"])
         print(
-            f"[learner] step={s['step']} consumed={s['consumed']} lag={s['lag']} "
-            f"wait={100 * s['wait_fraction']:.1f}%",
+            f"[learner] step={s['step']} consumed={s['consumed']} reused={s['reused']} "
+            f"lag={s['lag']} wait={100 * s['wait_fraction']:.1f}%",
             flush=True,
         )
 
@@ -149,6 +158,8 @@ class Learner:
             "consumed": consumed,
             "committed": committed,
             "lag": max(committed - consumed, 0),
+            "reused": st.reused if st else 0,
+            "reuse": self.reuse,
             "wait_s": st.wait_s if st else 0.0,
             "wait_after_cold_s": st.wait_after_cold_s if st else 0.0,
             "wall_s": wall,

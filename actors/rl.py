@@ -100,9 +100,15 @@ class RLConfig(RayConfig):
         }
 
 
-def load_records(cfg: RLConfig, spec: str, limit: int | None) -> list[dict]:
+def load_records(cfg: RLConfig, spec: str, limit: int | None, split: str = "train") -> list[dict]:
+    """GSM8K records of `spec`, or task-generator problems for `tasks:CATEGORY[:SUBTYPE]`
+    (`limit` of them, default 5000; the eval spec draws the disjoint `test` split)."""
     from minillm.data.gsm8k import load_gsm8k
 
+    if spec.startswith("tasks:"):
+        from minillm.data.tasks import task_records
+
+        return task_records(spec, limit or 5000, split)
     return load_gsm8k(spec, data_dir=cfg.data_dir, hf_endpoint=cfg.hf_endpoint, limit=limit)
 
 
@@ -137,7 +143,8 @@ class PromptCursor:
         return out
 
     def give_back(self, idx: list[int]) -> None:
-        self.prompts.give_back(idx)
+        """Prompts whose rollout was lost (a dead worker): handed out again first, in order."""
+        self.todo.extendleft(reversed([i for i in idx if i not in self.consumed]))
 
 
 class FlatWarning:
@@ -379,7 +386,7 @@ def prepare(cfg: RLConfig, eval_before: bool = False) -> tuple[list, list, dict 
     records = load_records(cfg, cfg.data_path, cfg.limit)
     eval_records = []
     if cfg.run_eval:
-        eval_records = load_records(cfg, cfg.eval_data_path, cfg.gsm8k_eval_num or None)
+        eval_records = load_records(cfg, cfg.eval_data_path, cfg.gsm8k_eval_num or None, "test")
     before = evaluate_start(cfg, eval_records) if eval_before and eval_records else None
     if before:
         print(f"[eval] before RL: gsm8k={before['gsm8k_accuracy']:.3f} (n={before['gsm8k_n']})")

@@ -87,7 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
     a("--address", default=env("RAY_ADDRESS", None))
     a("--resume", action="store_true")
     a("--num_cpus", type=int, default=None)
-    a("--learner_gpus", type=float, default=0.0)
+    a("--num_gpus", type=int, default=None, help="GPUs of a local Ray (default: all NVIDIA GPUs)")
+    a("--learner_gpus", type=float, default=None,
+      help="GPUs the learner reserves (default: 1 when the cluster has one, else 0)")  # fmt: skip
     a("--worker_gpus", type=float, default=0.0)
     a("--dashboard_host", default="127.0.0.1")
     a("--dashboard_port", type=int, default=8265)
@@ -158,7 +160,7 @@ def config_from(ns: argparse.Namespace, init_from: str) -> RLConfig:
         iters=max(1, math.ceil(ns.max_steps / steps_per_iter)), run_eval=ns.run_eval,
         run_bench=ns.run_bench, gsm8k_eval_num=ns.gsm8k_eval_num,
         eval_max_new_tokens=ns.eval_max_new_tokens, bench_samples=ns.bench_samples,
-        address=ns.address, resume=ns.resume, num_cpus=ns.num_cpus,
+        address=ns.address, resume=ns.resume, num_cpus=ns.num_cpus, num_gpus=ns.num_gpus,
         learner_gpus=ns.learner_gpus, worker_gpus=ns.worker_gpus,
         dashboard_host=ns.dashboard_host, dashboard_port=ns.dashboard_port,
         sequential=ns.sequential,

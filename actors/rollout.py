@@ -92,11 +92,11 @@ class RolloutWorker:
         self.version = version
 
     def prompt_ids(self, i: int) -> list[int]:
-        from minillm.data.gsm8k import prompt_messages
+        from minillm.data.gsm8k import record_messages
 
         rec = self.records[self.order(i)]
         return self.tok.apply_chat_template(
-            prompt_messages(rec["question"], self.lang), add_generation_prompt=True, tokenize=True
+            record_messages(rec, self.lang), add_generation_prompt=True, tokenize=True
         )
 
     def rollout(

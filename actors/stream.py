@@ -7,12 +7,20 @@ faster: a run is reproducible under its seeds, and `restore(state())` continues 
 batches an uninterrupted learner would have taken. The cursor is `(lease, row)`: the next row
 to read. A closed store may lack leases that were out when it reached its target; those gaps
 are skipped.
+
+Reuse (`reuse=K > 1`): when the next fresh row is not committed yet, the batch is topped up
+with recently read rows instead of waiting, freshest first, each row used at most K times in
+all (its fresh read included). Fresh rows keep their lease order and always come first, so the
+fresh-row cursor (and the backpressure it drives) is unchanged; which rows get reused depends
+on when data arrives, so a run with reuse is reproducible in its fresh data, not bit for bit.
+The reuse window is not checkpointed: after a resume it starts empty (no row exceeds K).
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from pathlib import Path
 
 import numpy as np
@@ -51,7 +59,11 @@ class ShardStream:
         poll_s: float = 0.1,
         bucket_sizes: list[int] | None = None,
         stop: threading.Event | None = None,
+        reuse: int = 1,
+        reuse_window: int = 4096,
     ):
+        if reuse < 1:
+            raise ValueError(f"reuse must be >= 1 (1: every row is trained on once), got {reuse}")
         self.dir = Path(shard_dir)
         self.tok, self.seq_len, self.batch_size = tokenizer, seq_len, batch_size
         self.cold_samples, self.poll_s = cold_samples, poll_s
@@ -66,6 +78,10 @@ class ShardStream:
         self.cold_done_at: float | None = None
         self._table: tuple[int, list[dict]] | None = None
         self.last_task = -1
+        self.reuse = reuse
+        self.recent: deque[list] = deque(maxlen=reuse_window if reuse > 1 else 0)
+        self.reused = 0  # row uses beyond the first
+        self._refreshed = 0.0
 
     # ---- manifest polling
     def refresh(self) -> None:
@@ -122,6 +138,40 @@ class ShardStream:
                 return rows[self.row]
             self.lease, self.row = self.lease + 1, 0
 
+    def _fresh_ready(self) -> bool:
+        """Whether the next fresh row can be read without waiting (the manifest is re-read at
+        most every `poll_s`); walks the leases as `_next_row` does."""
+        now = time.perf_counter()
+        if now - self._refreshed >= self.poll_s:
+            self._refreshed = now
+            self.refresh()
+        lease, row = self.lease, self.row
+        while True:
+            e = self.entries.get(lease)
+            if e is None:
+                later = [k for k in self.entries if k > lease] if self.closed else []
+                if not later:
+                    return False
+                lease, row = min(later), 0
+                continue
+            if row < e["rows"]:
+                return True
+            lease, row = lease + 1, 0
+
+    def _top_up(self, samples: list) -> None:
+        """Fill `samples` from the reuse window, freshest first, each row at most `reuse`
+        uses; never a row already in this batch."""
+        taken = {id(x) for x in samples}
+        for item in reversed(self.recent):
+            if len(samples) >= self.batch_size:
+                break
+            if item[1] < self.reuse and id(item[0]) not in taken:
+                item[1] += 1
+                self.reused += 1
+                samples.append(item[0])
+        while self.recent and self.recent[0][1] >= self.reuse:
+            self.recent.popleft()
+
     # ---- batches
     def encode(self, row: dict) -> tuple[np.ndarray, np.ndarray] | None:
         from minillm.tokenizer import chat_ids_and_mask
@@ -145,6 +195,10 @@ class ShardStream:
         pos = (self.lease, self.row, self.consumed, self.dropped, self.last_task)
         samples = []
         while len(samples) < self.batch_size:
+            if self.reuse > 1 and self.recent and not self._fresh_ready():
+                self._top_up(samples)
+                if len(samples) >= self.batch_size:
+                    break
             row = self._next_row()
             if row is None or self.stop.is_set():
                 break
@@ -156,6 +210,8 @@ class ShardStream:
                 self.dropped += 1
             else:
                 samples.append(enc)
+                if self.reuse > 1:
+                    self.recent.append([enc, 1])
         if self.stop.is_set() or not samples:
             # a stop mid-batch gives the batch back: the cursor stays after the last one taken
             self.lease, self.row, self.consumed, self.dropped, self.last_task = pos

@@ -21,6 +21,15 @@ PRESETS: dict[str, dict[str, Any]] = {
         num_key_value_heads=2,
         intermediate_size=704,
     ),
+    # between the two: the student of a served `200mb` teacher (README "What it learns")
+    "50mb": dict(
+        hidden_size=512,
+        num_hidden_layers=8,
+        num_attention_heads=8,
+        num_key_value_heads=2,
+        head_dim=64,
+        intermediate_size=1408,
+    ),
     "200mb": dict(
         hidden_size=768,
         num_hidden_layers=15,

@@ -29,7 +29,10 @@ THINK_RE = re.compile(r"^\s*<think>(.*?)</think>\s*", re.S)
 
 
 class TeacherError(RuntimeError):
-    """A teacher request failed for good (bad status, error line, or retries spent)."""
+    """A teacher request failed for good (bad status, error line, or retries spent);
+    `attempts` is how many requests it took to find out."""
+
+    attempts: int = 1
 
 
 @dataclass
@@ -134,10 +137,13 @@ class _HTTPTeacher:
             except (_Retry, *RETRY_ERRORS) as e:
                 if attempt > self.retries:
                     kind = str(e) if isinstance(e, _Retry) else f"{type(e).__name__}: {e}"
-                    raise TeacherError(
-                        f"{self.url}: giving up after {attempt} attempts ({kind})"
-                    ) from e
+                    err = TeacherError(f"{self.url}: giving up after {attempt} attempts ({kind})")
+                    err.attempts = attempt
+                    raise err from e
                 self.sleep(self.delay(attempt))
+            except TeacherError as e:
+                e.attempts = attempt
+                raise
 
     def _post(self, path: str, body: dict, stream: bool, read: Callable) -> tuple[Any, int]:
         def once():

@@ -147,3 +147,14 @@ def test_pin_moves_every_thread_of_the_process_to_its_cores():
     env["MINILLM_CORES"] = "learner=4096"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert "cannot use" in out.stderr
+
+
+def test_prompt_cursor_gives_lost_prompts_out_again_first():
+    from actors.rl import PromptCursor
+
+    c = PromptCursor(consumed={1})
+    assert c.take(3) == [0, 2, 3]
+    c.give_back([2, 3])  # a dead worker's prompts
+    assert c.take(3) == [2, 3, 4]
+    c.give_back([1])  # already consumed (trained on): not handed out again
+    assert c.take(1) == [5]

@@ -119,3 +119,22 @@ def test_bad_args():
         TaskSource(0, {"poetry": 1})
     with pytest.raises(ValueError):
         TaskSource(0, lang="fr")
+
+
+def test_task_records_for_rl_are_numeric_and_split_disjoint():
+    from minillm.data.gsm8k import extract_answer as final_number
+    from minillm.data.gsm8k import record_messages, same_number
+    from minillm.data.tasks import task_records
+
+    train = task_records("tasks:math:word", 400, "train")
+    test = task_records("tasks:math:word", 100, "test")
+    assert len(train) == 400 and len(test) == 100
+    assert not {r["question"] for r in train} & {r["question"] for r in test}
+    assert all(same_number(final_number(r["answer"]), r["target"]) for r in train + test)
+    msgs = record_messages(train[0])
+    assert msgs[0] == {"role": "system", "content": train[0]["system"]}
+    assert msgs[1]["content"] == train[0]["question"]
+    with pytest.raises(ValueError, match="tasks:CATEGORY"):
+        task_records("tasks:nope", 5)
+    with pytest.raises(ValueError, match="no numeric-answer tasks"):
+        task_records("tasks:copy", 5)  # copy answers are strings

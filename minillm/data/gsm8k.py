@@ -341,6 +341,17 @@ def prompt_messages(question: str, lang: str = "en") -> list[dict]:
     ]
 
 
+def record_messages(rec: dict, lang: str = "en") -> list[dict]:
+    """The prompt of a record: its own `system` prompt when it has one (records made from the
+    task generators, `tasks:*`), else the GSM8K one of `lang`."""
+    if rec.get("system"):
+        return [
+            {"role": "system", "content": rec["system"]},
+            {"role": "user", "content": rec["question"]},
+        ]
+    return prompt_messages(rec["question"], lang)
+
+
 def clean_solution(answer: str, target: str | None = None) -> str:
     """A GSM8K solution without `<<...>>` annotations, ending in the line `#### <target>`."""
     target = target if target is not None else extract_answer(answer)

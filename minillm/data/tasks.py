@@ -181,3 +181,35 @@ class TaskSource:
 def dumps(task: Task) -> str:
     """The task as one JSON line."""
     return json.dumps(task.to_dict(), ensure_ascii=False)
+
+
+def task_records(spec: str, n: int, split: str = "train", lang: str = "both") -> list[dict]:
+    """`n` RL records `{"question", "answer", "target", "system"}` from the task generators:
+    `spec` is `tasks:CATEGORY[:SUBTYPE_PREFIX]` (e.g. `tasks:math:word`, the arithmetic word
+    problems). Only tasks with a numeric answer qualify (the RL reward compares numbers). The
+    `train` and `test` splits are disjoint by prompt hash (one task in ten is `test`), so
+    held-out problems are never trained on."""
+    head, _, rest = spec.partition(":")
+    category, _, prefix = rest.partition(":")
+    if head != "tasks" or category not in GENERATORS:
+        raise ValueError(
+            f"task spec {spec!r}: use tasks:CATEGORY[:SUBTYPE_PREFIX] with a category of "
+            f"{', '.join(CATEGORIES)} (e.g. tasks:math:word)"
+        )
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', not {split!r}")
+    src, out, i = TaskSource(7, {category: 1.0}, lang), [], 0
+    while len(out) < n:
+        if i > 200 * n + 10_000:
+            raise ValueError(
+                f"task spec {spec!r}: no numeric-answer tasks of subtype {prefix!r}* found"
+            )
+        t = src.draw(i)
+        i += 1
+        if not t.subtype.startswith(prefix) or not _NUMERIC.fullmatch(t.answer):
+            continue
+        if (int(t.id[:8], 16) % 10 == 0) != (split == "test"):
+            continue
+        out.append({"question": t.prompt, "answer": oracle_reply(t), "target": t.answer,
+                    "system": t.system})  # fmt: skip
+    return out
