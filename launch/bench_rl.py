@@ -58,9 +58,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max_new_tokens", type=int, default=12)
     p.add_argument("--dtype", default="float32")
     p.add_argument("--seq_len", type=int, default=96)
-    p.add_argument("--learner_gpus", type=float, default=0.0)
+    p.add_argument("--learner_gpus", type=float, default=None, help="default: 1 with a GPU")
     p.add_argument("--worker_gpus", type=float, default=0.0)
     p.add_argument("--max_staleness", type=int, default=1)
+    p.add_argument("--no_dynamic_sampling", dest="dynamic_sampling", action="store_false")
     p.add_argument("--prompts_per_rollout", type=int, default=0,
                    help="prompts per worker call (0: a whole step's)")  # fmt: skip
     p.add_argument("--max_buffer_groups", type=int, default=0,
@@ -73,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     import ray
 
     from actors.distill import runtime_env
+    from actors.driver import local_gpus
     from actors.rl import RLConfig, run
 
     if ns.pin:
@@ -86,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
             init2, data2 = sft_start(Path(tmp), ns.sft_steps)
             init, data = init or init2, data or data2
         ray.init(namespace="minillm", include_dashboard=False, _node_ip_address="127.0.0.1",
-                 runtime_env=runtime_env())  # fmt: skip
+                 num_gpus=local_gpus(), runtime_env=runtime_env())  # fmt: skip
         rows = {}
         for mode in ("sequential", "overlapped"):
             cfg = RLConfig(
@@ -100,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
                 run_eval=False, run_bench=False, learner_cpus=0, status_interval_s=1e9,
                 learner_gpus=ns.learner_gpus, worker_gpus=ns.worker_gpus,
                 sequential=mode == "sequential", max_staleness=ns.max_staleness,
-                max_buffer_groups=ns.max_buffer_groups,
+                max_buffer_groups=ns.max_buffer_groups, dynamic_sampling=ns.dynamic_sampling,
             )  # fmt: skip
             res = run(cfg)
             lr = res["learner"]

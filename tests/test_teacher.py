@@ -148,9 +148,10 @@ def test_retry_503_then_ok():
 
 def test_500_gives_up():
     stub, t, slept = stub_teacher([(500, {"error": "oops"}, 0)] * 4, retries=3)
-    with pytest.raises(TeacherError, match="after 4 attempts.*HTTP 500: oops"):
+    with pytest.raises(TeacherError, match="after 4 attempts.*HTTP 500: oops") as e:
         t.chat(MSG)
     stub.close()
+    assert e.value.attempts == 4
     assert len(stub.requests) == 4 and len(slept) == 3
     assert slept == sorted(slept)
 
@@ -266,3 +267,18 @@ def test_non_json_body_is_a_teacher_error():
     r = httpx.Response(200, text="<html>proxy error</html>")
     with pytest.raises(TeacherError, match="not JSON"):
         _json_body(r, "http://x/api/chat")
+
+
+def test_generator_counts_retries_and_failures():
+    """Retried requests (503 then OK) and requests that fail for good are both counted."""
+    from actors.generator import TeacherGenerator
+
+    stub = Stub([(503, {"error": "busy"}, 0), (200, OK, 0)] + [(500, {"error": "oops"}, 0)] * 4)
+    spec = {"kind": "ollama", "url": stub.url, "model": "m", "retries": 3, "backoff": 0.0}
+    tasks = {"seed": 3, "weights": {"logic": 1.0}, "lang": "en", "lease_size": 2}
+    g = TeacherGenerator(0, spec, tasks, inflight=1)
+    table, stats = g.generate(0, 0, 2)
+    stub.close()
+    assert stats["retries"] == 1 + 3  # one retry before the answer, three before giving up
+    assert stats["errors"] == {"http_5xx": 1} and len(stub.requests) == 6
+    assert len(table) == 0 and sum(stats["rejected"].values()) == 1  # "42" is not the answer
