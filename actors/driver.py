@@ -122,7 +122,7 @@ def init_ray(cfg: RayConfig) -> bool:
         )
     url = getattr(ctx, "dashboard_url", None)
     print(
-        f"[distill] Ray dashboard: http://{url}" if url else "[distill] Ray dashboard: off",
+        f"[ray] dashboard: http://{url}" if url else "[ray] dashboard: off",
         flush=True,
     )
     return True

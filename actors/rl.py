@@ -148,14 +148,23 @@ class PromptCursor:
 
 
 class FlatWarning:
-    """Say once when dynamic sampling keeps dropping groups (a policy that gets every reply of
-    most prompts wrong gives GRPO nothing to learn from); `__call__` takes a buffer.add reply."""
+    """Dynamic sampling drops groups whose rewards are all equal (a policy that gets every
+    reply of most prompts wrong gives GRPO nothing to learn from). `__call__` takes a
+    buffer.add reply: it says so once when > 90% of 20 steps' groups were dropped, and stops
+    the run (DistillError, one line) after `limit_steps` steps' worth of groups in a row
+    brought no informative one, instead of rolling out forever."""
 
-    def __init__(self, groups_per_step: int):
+    def __init__(self, groups_per_step: int, limit_steps: int = 50):
         self.groups_per_step, self.warned = groups_per_step, False
+        self.limit = limit_steps * groups_per_step
+        self.good, self.good_at = 0, 0  # informative groups so far; `added` when the last came
 
     def __call__(self, info: dict) -> None:
+        from actors.driver import DistillError
+
         flat, added = info["flat"], info["added"]
+        if added - flat > self.good:
+            self.good, self.good_at = added - flat, added
         if added >= 20 * self.groups_per_step and flat / added > 0.9 and not self.warned:
             self.warned = True
             print(
@@ -163,6 +172,14 @@ class FlatWarning:
                 "policy is too weak for this task: warm it up (--warmup_steps) or pass "
                 "--no_dynamic_sampling",
                 flush=True,
+            )
+        if added - self.good_at >= self.limit:
+            raise DistillError(
+                f"the last {added - self.good_at} rollout groups all had equal rewards (every "
+                "reply of each prompt right, or every one wrong), so GRPO has nothing to learn "
+                "from; the run stopped. Start from a policy that solves some of the prompts "
+                "(--warmup_steps N for an SFT warm-up, or a better --init_from), use easier "
+                "--data_path prompts, or pass --no_dynamic_sampling"
             )
 
 

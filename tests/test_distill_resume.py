@@ -73,7 +73,7 @@ def test_killed_run_resumes_exactly(tmp_path):
     assert ckpt_steps(out), "no checkpoint appeared"
     os.killpg(p.pid, signal.SIGKILL)  # the driver, its local Ray and every actor
     first_out = p.communicate()[0]
-    assert "Ray dashboard: http://127.0.0.1:" in first_out
+    assert "[ray] dashboard: http://127.0.0.1:" in first_out
     killed_at = ckpt_steps(out)[-1]
     assert killed_at < 30
 

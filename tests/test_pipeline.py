@@ -57,7 +57,7 @@ def test_short_smoke_stages_resume_and_cleanup(tmp_path):
     assert (out / "sft" / "plots" / "loss.png").is_file()
     assert "[pipeline] infer step_00000004:" in r.stdout
     # the distill stage ran the actor system from the SFT checkpoint
-    assert "Ray dashboard: http://127.0.0.1:" in r.stdout
+    assert "[ray] dashboard: http://127.0.0.1:" in r.stdout
     assert (out / "distill" / "checkpoints" / "step_00000003" / "model.safetensors").is_file()
     assert (out / "distill" / "shards" / "manifest.json").is_file()
     assert "distilled student:" in r.stdout and "accuracy" in r.stdout

@@ -158,3 +158,15 @@ def test_prompt_cursor_gives_lost_prompts_out_again_first():
     assert c.take(3) == [2, 3, 4]
     c.give_back([1])  # already consumed (trained on): not handed out again
     assert c.take(1) == [5]
+
+
+def test_rl_with_no_reward_signal_stops_with_the_fix():
+    from actors.driver import DistillError
+    from actors.rl import FlatWarning
+
+    guard = FlatWarning(groups_per_step=2, limit_steps=5)
+    guard({"flat": 3, "added": 4, "depth": 1})  # one informative group at added=4
+    for added in range(5, 13):  # 8 flat groups in a row: under the limit of 10
+        guard({"flat": added - 1, "added": added, "depth": 0})
+    with pytest.raises(DistillError, match="nothing to learn from.*--warmup_steps"):
+        guard({"flat": 13, "added": 14, "depth": 0})  # 10 in a row
