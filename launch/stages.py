@@ -430,7 +430,7 @@ def plot(summary: dict, path: Path) -> None:
     for k, r in (summary.get("C") or {}).get("seeds", {}).items():
         runs.append((f"C: GRPO seed {k} (word problems)", r["curve"]))
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
-    for (label, pts) in runs:
+    for label, pts in runs:
         ax = axes["ABC".index(label[0])]
         if pts:
             ax.plot([t / 60 for t, _ in pts], [a for _, a in pts], marker="o", label=label[3:])
