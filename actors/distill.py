@@ -131,6 +131,11 @@ class DistillConfig(RayConfig):
         }
 
 
+def _kinds(c: Counter) -> str:
+    """`(http_5xx=3,timeout=1)` for a non-empty counter, else ''."""
+    return "(" + ",".join(f"{k}={v}" for k, v in sorted(c.items())) + ")" if c else ""
+
+
 def check_teacher(cfg: DistillConfig) -> dict:
     """Reach the teacher once before starting anything (raises TeacherError with the fix)."""
     from actors.generator import build_teacher
@@ -226,7 +231,8 @@ class Run(Driver):
         self.cooldown: dict[int, float] = {}
         self.commits: dict[Any, int] = {}
         self.reissued = 0
-        self.retries = 0  # teacher requests retried (503, timeouts, ...), this session
+        self.retries: Counter = Counter()  # teacher retries by reason (503, timeout, ...)
+        self.leaks = 0  # replies rejected for think-tag text left in their content
         self.consumed = 0
         self.timed_out = False
         self.learner_done = False
@@ -288,7 +294,8 @@ class Run(Driver):
             self.todo.appendleft(lease)
             self.cooldown[gi] = time.time() + 1.0
             return
-        self.retries += stats.get("retries", 0)
+        self.retries.update(stats.get("retries_by_reason") or {})
+        self.leaks += stats.get("think_leaks", 0)
         start = lease * self.cfg.lease_size
         c = self.store.commit.remote(lease, start, self.count(lease), table_ref, stats)
         self.commits[c] = lease
@@ -326,8 +333,9 @@ class Run(Driver):
         rate = self.committed / max(time.time() - t0, 1e-9)
         return (
             f"[distill] t={time.time() - t0:.0f}s committed={self.committed} ({rate:.1f}/s) "
-            f"accepted={a} rejected={r} dup={self.duplicates} errors={e} retries={self.retries} "
-            f"reissued={self.reissued} "
+            f"accepted={a} rejected={r} dup={self.duplicates} errors={e}{_kinds(self.counts['errors'])} "
+            f"retries={sum(self.retries.values())}{_kinds(self.retries)} "
+            f"leaks={self.leaks} reissued={self.reissued} "
             f"step={st.get('step', 0)} consumed={self.consumed} lag={self.committed - self.consumed} "
             f"wait={100 * st.get('wait_fraction', 0.0):.1f}%"
         )
@@ -340,7 +348,9 @@ class Run(Driver):
             "committed": self.committed,
             **{k: sum(self.counts[k].values()) for k in ("accepted", "rejected", "errors")},
             "errors_by_kind": dict(self.counts["errors"]),
-            "retries": self.retries,
+            "retries": sum(self.retries.values()),
+            "retries_by_reason": dict(self.retries),
+            "think_leaks": self.leaks,
             "reissued": self.reissued,
             "duplicates": self.duplicates,
             "consumed": self.consumed,
@@ -422,7 +432,9 @@ class Run(Driver):
             "losses": result["losses"],
             "store": final,
             "reissued": self.reissued,
-            "retries": self.retries,
+            "retries": sum(self.retries.values()),
+            "retries_by_reason": dict(self.retries),
+            "think_leaks": self.leaks,
             "evals": self.evals,
             "seconds": time.time() - t0,
             "timed_out": self.timed_out,

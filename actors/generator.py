@@ -22,7 +22,7 @@ import pyarrow as pa
 from actors.metrics import Metrics
 from actors.shards import SCHEMA
 from minillm.data.tasks import Task, TaskSource, oracle_reply, verify
-from minillm.teacher import TeacherError, make_teacher
+from minillm.teacher import TeacherError, error_kind, make_teacher, think_leak
 
 
 def task_seed(seed: int, index: int) -> int:
@@ -48,21 +48,6 @@ def build_teacher(spec: dict):
     if kind == "openai":
         return make_teacher("openai", base_url=spec.get("base_url"), **common)
     return make_teacher("ollama", url=spec.get("url"), think=spec.get("think", False), **common)
-
-
-def error_kind(e: Exception) -> str:
-    text = str(e).lower()
-    for kind, keys in (
-        ("timeout", ("timed out", "timeout")),
-        ("connect", ("connect", "reach")),
-        ("http_5xx", ("http 5", " 50", "busy")),
-        ("http_4xx", ("http 4", "not found", "40")),
-        ("stream", ("stream",)),
-        ("bad_json", ("json",)),
-    ):
-        if any(k in text for k in keys):
-            return kind
-    return "other"
 
 
 class TeacherGenerator:
@@ -113,9 +98,9 @@ class TeacherGenerator:
         results = list(self.pool.map(self._ask, range(start, start + count)))
         cols: dict[str, list] = {name: [] for name in SCHEMA.names}
         acc, rej, err = Counter(), Counter(), Counter()
-        latencies, retries = [], 0
+        latencies, retries, leaks = [], Counter(), 0
         for i, (task, reply) in zip(range(start, start + count), results, strict=True):
-            retries += max(getattr(reply, "attempts", 1) - 1, 0)
+            retries.update(getattr(reply, "retry_reasons", ()))
             if isinstance(reply, Exception):
                 err[error_kind(reply)] += 1
                 self.metrics.inc("minillm_teacher_errors", kind=error_kind(reply))
@@ -123,8 +108,13 @@ class TeacherGenerator:
             latencies.append(reply.latency_s)
             self.metrics.observe("minillm_teacher_latency_seconds", reply.latency_s)
             self.metrics.inc("minillm_samples_generated", category=task.category)
+            # split_think already ran in the client; `content` is both what is verified and
+            # what is stored (the one rule for teacher output), and a tag that survived it
+            # (`<think `, `<thinking>`) rejects the sample instead of reaching a shard
             content = reply.content.strip()
-            ok = len(content) >= self.min_answer_chars and verify(task, content)
+            leak = think_leak(content)
+            leaks += leak
+            ok = not leak and len(content) >= self.min_answer_chars and verify(task, content)
             if not ok:
                 rej[task.category] += 1
                 self.metrics.inc("minillm_samples_rejected", category=task.category)
@@ -150,15 +140,17 @@ class TeacherGenerator:
             for k, v in row.items():
                 cols[k].append(v)
         self.leases += 1
-        if retries:
-            self.metrics.inc("minillm_teacher_retries", retries)
+        for reason, n in retries.items():
+            self.metrics.inc("minillm_teacher_retries", n, reason=reason)
         table = pa.Table.from_pydict(cols, schema=SCHEMA)
         stats = {
             "generator": self.index,
             "accepted": dict(acc),
             "rejected": dict(rej),
             "errors": dict(err),
-            "retries": retries,
+            "retries": sum(retries.values()),
+            "retries_by_reason": dict(retries),
+            "think_leaks": leaks,
             "latency_sum": sum(latencies),
             "answered": len(latencies),
             "seconds": time.perf_counter() - t0,

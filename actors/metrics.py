@@ -17,7 +17,11 @@ METRICS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "minillm_samples_duplicate": ("counter", "accepted rows dropped as duplicate prompts", ()),
     "minillm_teacher_errors": ("counter", "teacher requests that failed for good", ("kind",)),
     "minillm_teacher_latency_seconds": ("histogram", "teacher request latency", ()),
-    "minillm_teacher_retries": ("counter", "teacher requests retried (503, timeout, reset)", ()),
+    "minillm_teacher_retries": (
+        "counter",
+        "teacher requests retried (503, timeout, reset)",
+        ("reason",),
+    ),
     "minillm_samples_reused": ("gauge", "row uses beyond the first (the --reuse policy)", ()),
     "minillm_reuse_limit": ("gauge", "most uses of one row (--reuse; 1: no reuse)", ()),
     "minillm_leases_reissued": ("counter", "leases re-issued after a generator died", ()),

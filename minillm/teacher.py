@@ -25,14 +25,36 @@ RETRY_ERRORS = (
     httpx.RemoteProtocolError,
     httpx.PoolTimeout,
 )
-THINK_RE = re.compile(r"^\s*<think>(.*?)</think>\s*", re.S)
+THINK_RE = re.compile(r"<think>(.*?)(?:</think>|$)", re.S)
 
 
 class TeacherError(RuntimeError):
     """A teacher request failed for good (bad status, error line, or retries spent);
-    `attempts` is how many requests it took to find out."""
+    `attempts` is how many requests it took to find out, `retry_reasons` why each retry was
+    made (`error_kind` of the failed attempt)."""
 
     attempts: int = 1
+    retry_reasons: tuple[str, ...] = ()
+
+
+def error_kind(e: BaseException | str) -> str:
+    """A short label for a failed teacher request: timeout, connect, reset, http_5xx,
+    http_4xx, stream, bad_json or other (the `reason`/`kind` label of the fault counters)."""
+    if isinstance(e, (httpx.ReadError, httpx.RemoteProtocolError)):
+        return "reset"
+    text = str(e).lower()
+    for kind, keys in (
+        ("timeout", ("timed out", "timeout")),
+        ("connect", ("connect", "reach")),
+        ("reset", ("reset", "disconnected", "incomplete")),
+        ("http_5xx", ("http 5", " 50", "busy")),
+        ("http_4xx", ("http 4", "not found", "40")),
+        ("stream", ("stream",)),
+        ("bad_json", ("json",)),
+    ):
+        if any(k in text for k in keys):
+            return kind
+    return "other"
 
 
 @dataclass
@@ -47,16 +69,31 @@ class TeacherReply:
     latency_s: float = 0.0
     attempts: int = 1
     done_reason: str | None = None
+    retry_reasons: tuple[str, ...] = ()
 
 
 def split_think(content: str, thinking: str = "") -> tuple[str, str]:
-    """Move a leading `<think>…</think>` block of `content` into `thinking`."""
-    m = THINK_RE.match(content)
-    if m is None:
-        return content, thinking
-    inner = m.group(1).strip()
-    thinking = f"{thinking}\n{inner}" if thinking and inner else thinking or inner
-    return content[m.end() :], thinking
+    """The one rule for teacher output: every `<think>…</think>` block of `content`, wherever
+    it is, an unclosed `<think>` (to the end) and the text before a lone `</think>` (templates
+    that open the block in the prompt) move to `thinking`; what is left is what gets verified
+    and stored. Content that still names a think tag after that (`<think ` or `<thinking>`)
+    is left as is for `think_leak` to reject."""
+    inner: list[str] = [thinking.strip()] if thinking.strip() else []
+
+    def take(m: re.Match) -> str:
+        inner.append(m.group(1).strip())
+        return ""
+
+    content = THINK_RE.sub(take, content)
+    if "</think>" in content:
+        head, content = content.rsplit("</think>", 1)
+        inner.append(head.strip())
+    return content.strip(), "\n".join(t for t in inner if t)
+
+
+def think_leak(content: str) -> bool:
+    """Whether `content` still carries think-tag text (after `split_think`)."""
+    return "<think" in content or "</think" in content
 
 
 def _json_body(r: httpx.Response, where: str) -> dict:
@@ -128,24 +165,29 @@ class _HTTPTeacher:
         base = min(self.max_backoff, self.backoff * 2 ** (attempt - 1))
         return base * (0.5 + 0.5 * self.rng.random())
 
-    def _with_retries(self, fn: Callable[[], Any]) -> tuple[Any, int]:
-        attempt = 0
+    def _with_retries(self, fn: Callable[[], Any]) -> tuple[Any, tuple[str, ...]]:
+        """`(fn(), reasons)`: `fn` retried on busy/5xx/timeouts/resets with backoff;
+        `reasons` holds one `error_kind` per retried attempt."""
+        reasons: list[str] = []
         while True:
-            attempt += 1
             try:
-                return fn(), attempt
+                return fn(), tuple(reasons)
             except (_Retry, *RETRY_ERRORS) as e:
-                if attempt > self.retries:
+                if len(reasons) >= self.retries:
                     kind = str(e) if isinstance(e, _Retry) else f"{type(e).__name__}: {e}"
-                    err = TeacherError(f"{self.url}: giving up after {attempt} attempts ({kind})")
-                    err.attempts = attempt
+                    n = len(reasons) + 1
+                    err = TeacherError(f"{self.url}: giving up after {n} attempts ({kind})")
+                    err.attempts, err.retry_reasons = n, tuple(reasons)
                     raise err from e
-                self.sleep(self.delay(attempt))
+                reasons.append(error_kind(e))
+                self.sleep(self.delay(len(reasons)))
             except TeacherError as e:
-                e.attempts = attempt
+                e.attempts, e.retry_reasons = len(reasons) + 1, tuple(reasons)
                 raise
 
-    def _post(self, path: str, body: dict, stream: bool, read: Callable) -> tuple[Any, int]:
+    def _post(
+        self, path: str, body: dict, stream: bool, read: Callable
+    ) -> tuple[Any, tuple[str, ...]]:
         def once():
             if stream:
                 with self.client.stream("POST", self.url + path, json=body) as r:
@@ -258,7 +300,7 @@ class OllamaTeacher(_HTTPTeacher):
             body["keep_alive"] = self.keep_alive
         t0 = time.perf_counter()
         reader = self._read_stream if self.stream else self._read_json
-        out, attempts = self._post("/api/chat", body, self.stream, reader)
+        out, reasons = self._post("/api/chat", body, self.stream, reader)
         msg = out.get("message") or {}
         content, thinking = split_think(msg.get("content") or "", msg.get("thinking") or "")
         return TeacherReply(
@@ -268,7 +310,8 @@ class OllamaTeacher(_HTTPTeacher):
             eval_count=out.get("eval_count"),
             prompt_eval_count=out.get("prompt_eval_count"),
             latency_s=time.perf_counter() - t0,
-            attempts=attempts,
+            attempts=len(reasons) + 1,
+            retry_reasons=reasons,
             done_reason=out.get("done_reason"),
         )
 
@@ -365,7 +408,7 @@ class OpenAITeacher(_HTTPTeacher):
             body["seed"] = seed
         t0 = time.perf_counter()
         where = f"{self.url}/v1/chat/completions"
-        out, attempts = self._post(
+        out, reasons = self._post(
             "/v1/chat/completions", body, False, lambda r: _json_body(r, where)
         )
         if "error" in out:
@@ -382,7 +425,8 @@ class OpenAITeacher(_HTTPTeacher):
             eval_count=usage.get("completion_tokens"),
             prompt_eval_count=usage.get("prompt_tokens"),
             latency_s=time.perf_counter() - t0,
-            attempts=attempts,
+            attempts=len(reasons) + 1,
+            retry_reasons=reasons,
             done_reason=choice.get("finish_reason"),
         )
 

@@ -208,7 +208,9 @@ def test_think_leak_split():
     stub.close()
     assert (r.content, r.thinking) == ("42", "let me see")
     assert split_think("no think here") == ("no think here", "")
-    assert split_think("a <think>x</think>") == ("a <think>x</think>", "")
+    assert split_think("a <think>x</think>") == ("a", "x")
+    assert split_think("a <think>x</think> b <think>y", "t") == ("a  b", "t\nx\ny")
+    assert split_think("plan</think>42") == ("42", "plan")
 
 
 def test_read_timeout_retried():
