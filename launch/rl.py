@@ -13,8 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from actors.rl_cli import main  # noqa: E402
-from minillm.cli import run  # noqa: E402
+from minillm.cli import launch  # noqa: E402
 
 if __name__ == "__main__":
-    run(main, prog="launch/rl.py")
+    launch("actors.rl_cli", prog="launch/rl.py")

@@ -53,6 +53,9 @@ def run(
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         sys.exit(130)
+    except ModuleNotFoundError as e:
+        no_backend(e, prog)
+        raise
     except (
         ValueError,
         FileNotFoundError,
@@ -65,6 +68,17 @@ def run(
         print(f"{prog}: error: {e}", file=sys.stderr)
         sys.exit(2)
     sys.exit(rc if isinstance(rc, int) else 0)
+
+
+def launch(module: str, prog: str) -> None:
+    """A launch/ script's entry point: import `module` (its `main`) and `run` it, with the
+    one-line install hint when MLX is missing."""
+    try:
+        main = importlib.import_module(module).main
+    except ModuleNotFoundError as e:
+        no_backend(e, prog)
+        raise
+    run(main, prog=prog, entry=True)
 
 
 def usage() -> str:
@@ -83,8 +97,26 @@ def main(argv: list[str] | None = None) -> None:
     if verb not in VERBS:
         print(f"minillm: error: unknown verb {verb!r}\n{usage()}", file=sys.stderr)
         sys.exit(2)
-    module = importlib.import_module(f"minillm.{verb}")
+    try:
+        module = importlib.import_module(f"minillm.{verb}")
+    except ModuleNotFoundError as e:
+        no_backend(e, f"minillm {verb}")
+        raise
     run(module.main, rest, prog=f"minillm {verb}", entry=entry)
+
+
+NO_BACKEND = (
+    "{prog}: error: MLX is not installed (no module {name!r}); install MiniLLM with the MLX "
+    "backend for this machine: python launch/install.py  (or pip install -e '.[cpu]' / '.[cuda]')"
+)
+
+
+def no_backend(e: ModuleNotFoundError, prog: str) -> None:
+    """Exit 2 with the install line when `e` is MLX (or mlx-lm) missing; return otherwise."""
+    name = e.name or ""
+    if name.split(".")[0] in ("mlx", "mlx_lm") and not os.environ.get("MINILLM_DEBUG"):
+        print(NO_BACKEND.format(prog=prog, name=name), file=sys.stderr)
+        sys.exit(2)
 
 
 if __name__ == "__main__":
