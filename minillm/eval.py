@@ -19,6 +19,8 @@ from typing import Any
 import mlx.core as mx
 import mlx.nn as nn
 
+from minillm.data.jsonl import add_max_line_flag
+
 
 def evaluate(
     model: nn.Module,
@@ -132,6 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="count and skip malformed JSONL lines instead of stopping",
     )
+    add_max_line_flag(p)
     p.add_argument("--out_json", default=None, help="also write the result to this JSON file")
     return p
 

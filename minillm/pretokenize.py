@@ -21,7 +21,16 @@ from multiprocessing import get_context
 from pathlib import Path
 
 from minillm.data.batching import tokenize_record
-from minillm.data.jsonl import BadLine, format_skipped, parse_line, resolve_paths
+from minillm.data.jsonl import (
+    BadLine,
+    add_max_line_flag,
+    format_skipped,
+    max_line_bytes,
+    parse_line,
+    read_line,
+    resolve_paths,
+    too_long,
+)
 
 CHUNK_LINES, CHUNK_BYTES = 1024, 1 << 20
 Chunk = tuple[str, list[tuple[int, bytes]]]
@@ -64,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="count and drop malformed lines instead of stopping at the first",
     )
+    add_max_line_flag(p)
     return p
 
 
@@ -86,8 +96,10 @@ def _work(chunk: Chunk) -> tuple[list[bytes], dict[str, int], str | None, int]:
     path, lines = chunk
     tok, task, seq_len = _W["tok"], _W["task"], _W["seq_len"]
     out, skipped, n_tokens = [], {}, 0
-    for line_no, raw in lines:
+    for line_no, raw, n in lines:
         try:
+            if raw is None:
+                raise too_long(n, max_line_bytes())
             rec = parse_line(raw, task, tok.vocab_size)
         except BadLine as e:
             if not _W["skip"]:
@@ -110,11 +122,18 @@ def _work(chunk: Chunk) -> tuple[list[bytes], dict[str, int], str | None, int]:
 
 def _chunks(paths: list[Path]) -> Iterator[tuple[Chunk, int]]:
     for path in paths:
+        limit = max_line_bytes()
         with open(path, "rb") as f:
-            lines, size = [], 0
-            for line_no, raw in enumerate(f, 1):
-                lines.append((line_no, raw.removeprefix(b"\xef\xbb\xbf") if line_no == 1 else raw))
-                size += len(raw)
+            lines, size, line_no = [], 0, 0
+            while True:
+                raw, n = read_line(f, limit)
+                if not n:
+                    break
+                line_no += 1
+                if line_no == 1 and raw is not None:
+                    raw = raw.removeprefix(b"\xef\xbb\xbf")
+                lines.append((line_no, raw, n))
+                size += len(raw or b"")
                 if len(lines) >= CHUNK_LINES or size >= CHUNK_BYTES:
                     yield (str(path), lines), size
                     lines, size = [], 0

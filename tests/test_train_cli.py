@@ -529,3 +529,31 @@ def test_eval_is_token_weighted_masked_ce_chunked_or_not(tmp_path, data, tiny_ck
         assert res["avg_loss"] == pytest.approx(expected, rel=1e-5)
         assert res["ppl"] == pytest.approx(math.exp(res["avg_loss"]))
     assert got["0"]["avg_loss"] == pytest.approx(got["7"]["avg_loss"], rel=1e-6)
+
+
+def test_long_line_limit_and_zero_usable_rows(tmp_path, capsys):
+    """A line over --max_line_mb is a one-line error naming file:line (or a counted skip,
+    read through without holding it); a run left with no usable row exits 2 and says why."""
+    good = [{"text": "a b c d e f g h " * 3}] * 6
+    long = json.dumps({"text": "x" * 300_000})  # 0.29 MiB
+    path = write_jsonl(tmp_path / "long.jsonl", good, {4: long})
+    base = ["--data_path", path, *MODEL, *FAST, "--no-compile", "--max_steps", "2"]
+    code, _, err = verb(["train", *base, "--max_line_mb", "0.25", "--out_dir", "x"], capsys)
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
+    assert f"{path}:4: line too long: 0.3 MiB > --max_line_mb 0.25" in err
+    out, err = train(
+        [*base, "--max_line_mb", "0.25", "--skip_bad_lines", "--out_dir", str(tmp_path / "s")],
+        capsys,
+    )
+    assert "skipped 1 bad lines (line too long: 1)" in err and "[train] done" in out
+    out, _ = train([*base, "--max_line_mb", "1", "--out_dir", str(tmp_path / "ok")], capsys)
+    assert "[train] done" in out  # under the limit the same line trains
+    cases = [("empty", "", []), ("allbad", "{oops\nnot json\n", []), ("allbad", "{x\n", ["3"])]
+    for name, text, steps in cases:
+        p = tmp_path / f"{name}.jsonl"
+        p.write_text(text)
+        argv = ["train", "--data_path", str(p), *MODEL, *FAST, "--no-compile", "--skip_bad_lines"]
+        argv += ["--max_steps", *steps] if steps else []
+        code, out, err = verb([*argv, "--out_dir", str(tmp_path / name)], capsys)
+        assert code == 2 and "Traceback" not in err, (code, out, err)
+        assert err.count("\n") == 1 and "no usable" in err and str(p) in err, err

@@ -342,6 +342,7 @@ class Batches:
         buckets b holding n_b samples.
         """
         reader = JsonlReader(self.paths, self.task, self.tok.vocab_size, self.skip_bad_lines)
+        self.count_skipped = reader.skipped  # what the count left out (for a no-rows error)
         if self.task == "pretrain":
             total = self.epochs * sum(len(self.encode(rec)[0]) for _, rec in reader)
             T1 = self.seq_len + 1

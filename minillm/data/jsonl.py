@@ -8,8 +8,10 @@ reason in `JsonlReader.skipped`.
 
 from __future__ import annotations
 
+import argparse
 import glob
 import json
+import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,59 @@ ROLES = ("system", "user", "assistant", "tool")
 REMOTE_PREFIXES = ("http://", "https://", "minimind:")
 
 Ref = tuple[int, int, int]  # (file index, byte offset, 1-based line number)
+
+# A longer line is a "line too long" bad line (an error, or a counted skip) read in chunks, never
+# held in memory: one 50 MB line would otherwise take gigabytes to tokenize and pack. Change it
+# with --max_line_mb (or MINILLM_MAX_LINE_MB), which every data-reading verb takes.
+MAX_LINE_MB = 16.0
+
+
+def max_line_bytes() -> int:
+    raw = os.environ.get("MINILLM_MAX_LINE_MB", "")
+    try:
+        mb = float(raw) if raw else MAX_LINE_MB
+    except ValueError:
+        raise ValueError(f"MINILLM_MAX_LINE_MB={raw!r} is not a number of MiB") from None
+    if not mb > 0:
+        raise ValueError(f"--max_line_mb must be > 0, got {mb}")
+    return int(mb * 2**20)
+
+
+def add_max_line_flag(parser) -> None:
+    """`--max_line_mb`: sets MINILLM_MAX_LINE_MB for this process and its workers."""
+
+    class SetEnv(argparse.Action):
+        def __call__(self, parser, namespace, value, option_string=None):
+            if not value > 0:
+                parser.error(f"--max_line_mb must be > 0, got {value}")
+            os.environ["MINILLM_MAX_LINE_MB"] = str(value)
+            setattr(namespace, self.dest, value)
+
+    parser.add_argument(
+        "--max_line_mb",
+        type=float,
+        action=SetEnv,
+        default=MAX_LINE_MB,
+        help=f"longest JSONL line accepted, in MiB (default {MAX_LINE_MB:g}); a longer one is a "
+        "bad line (an error, or skipped with --skip_bad_lines)",
+    )
+
+
+def too_long(nbytes: int, limit: int) -> BadLine:
+    return BadLine("line too long", f"{nbytes / 2**20:.1f} MiB > --max_line_mb {limit / 2**20:g}")
+
+
+def read_line(f, limit: int) -> tuple[bytes | None, int]:
+    """One line of binary file `f`: `(raw, nbytes)`, or `(None, nbytes)` when it is longer than
+    `limit` bytes (then read through in 1 MiB chunks, so the offset stays right)."""
+    raw = f.readline(limit + 1)
+    if len(raw) <= limit or raw.endswith(b"\n"):
+        return raw, len(raw)
+    n = len(raw)
+    while raw and not raw.endswith(b"\n"):
+        raw = f.readline(2**20)
+        n += len(raw)
+    return None, n
 
 
 class BadLine(Exception):
@@ -221,6 +276,7 @@ class JsonlReader:
         self.paths = [Path(p) for p in paths]
         self.task, self.vocab_size, self.skip_bad_lines = task, vocab_size, skip_bad_lines
         self.skipped: dict[str, int] = {}
+        self.max_line = max_line_bytes()
         self.count_skips = True
         self._f = None
         self._random_f: dict[int, Any] = {}
@@ -234,8 +290,10 @@ class JsonlReader:
     def position(self) -> Ref:
         return (self.file_idx, self.offset, self.line_no)
 
-    def _parse(self, raw: bytes, ref: Ref) -> dict | None:
+    def _parse(self, raw: bytes | None, ref: Ref, nbytes: int = 0) -> dict | None:
         try:
+            if raw is None:
+                raise too_long(nbytes, self.max_line)
             return parse_line(raw, self.task, self.vocab_size)
         except BadLine as e:
             if not self.skip_bad_lines:
@@ -249,17 +307,17 @@ class JsonlReader:
             if self._f is None:
                 self._f = open(self.paths[self.file_idx], "rb")  # noqa: SIM115
                 self._f.seek(self.offset)
-            raw = self._f.readline()
-            if not raw:
+            raw, n = read_line(self._f, self.max_line)
+            if not n:
                 self.close()
                 self.file_idx, self.offset, self.line_no = self.file_idx + 1, 0, 1
                 continue
             ref = self.position
-            self.offset += len(raw)
+            self.offset += n
             self.line_no += 1
-            if ref[1] == 0:
+            if ref[1] == 0 and raw is not None:
                 raw = raw.removeprefix(b"\xef\xbb\xbf")
-            rec = self._parse(raw, ref)
+            rec = self._parse(raw, ref, n)
             if rec is not None:
                 return ref, rec
         return None
@@ -270,8 +328,10 @@ class JsonlReader:
         if f is None:
             f = self._random_f[fi] = open(self.paths[fi], "rb")  # noqa: SIM115
         f.seek(off)
-        raw = f.readline()
-        rec = self._parse(raw.removeprefix(b"\xef\xbb\xbf") if off == 0 else raw, (fi, off, line))
+        raw, n = read_line(f, self.max_line)
+        if off == 0 and raw is not None:
+            raw = raw.removeprefix(b"\xef\xbb\xbf")
+        rec = self._parse(raw, (fi, off, line), n)
         if rec is None:
             raise ValueError(
                 f"{self.paths[fi]}:{line}: line changed since it was read; "

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from minillm.data.jsonl import add_max_line_flag
 from minillm.init import add_model_args, model_args_from
 from minillm.train.config import TrainConfig
 
@@ -67,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="count and skip malformed JSONL lines instead of stopping",
     )
+    add_max_line_flag(d)
     m = p.add_argument_group("model")
     add_model_args(m)
     m.set_defaults(preset="200mb")
@@ -216,14 +218,22 @@ def main(argv: list[str] | None = None) -> int:
             label_bucket_sizes=int_list(ns.label_bucket_sizes),
             skip_bad_lines=ns.skip_bad_lines,
         )
+    def no_rows(skipped: dict[str, int]) -> ValueError:
+        return ValueError(
+            f"no usable {ns.task} rows in {','.join(map(str, paths))} "
+            f"({format_skipped(skipped)}); nothing was trained. Check the files' format "
+            "(README: Data formats), or drop --skip_bad_lines to see the first bad line"
+        )
+
     if cfg.max_steps:
         total = cfg.max_steps
     else:
         # num_batches() counts all `epochs` passes (pretrain rows run on across epochs), so
         # scale epochs by 1/epochs rather than rounding a per-epoch count
-        total = dataclasses.replace(cfg, epochs=cfg.epochs / epochs).steps_for(
-            batches.num_batches()
-        )
+        n = batches.num_batches()
+        if not n:
+            raise no_rows(batches.count_skipped)
+        total = dataclasses.replace(cfg, epochs=cfg.epochs / epochs).steps_for(n)
     start = None
     if ns.resume:
         start = find_checkpoint(ns.resume)
@@ -242,6 +252,8 @@ def main(argv: list[str] | None = None) -> int:
         start_state=start,
         base_model=base_model,
     )
+    if result.step == 0 and not start:
+        raise no_rows(batches.skipped)
     if batches.skipped:
         print(f"[train] {format_skipped(batches.skipped)}", file=sys.stderr)
     if ns.task == "dpo" and batches.dropped:

@@ -195,6 +195,7 @@ class DpoBatches(Batches):
     def num_batches(self) -> int:
         """Batches over all epochs from a fresh start: ceil(epochs * pairs / batch_size)."""
         reader = JsonlReader(self.paths, self.task, self.tok.vocab_size, self.skip_bad_lines)
+        self.count_skipped = reader.skipped  # what the count left out (for a no-rows error)
         n = sum(self.encode(rec) is not None for _, rec in reader)
         return math.ceil(self.epochs * n / self.batch_size)
 
