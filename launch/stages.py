@@ -455,10 +455,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--stages", default="A,B,C", help="which to run; B and C need A's folder")
     p.add_argument("--gsm8k", default=None, help="GSM8K test JSONL for stage C's before/after")
     p.add_argument("--a_seconds", type=float, default=None, help="override stage A's budget")
+    p.add_argument("--c_steps", type=int, default=None, help="override stage C's GRPO steps")
     ns = p.parse_args(argv)
     P = json.loads(json.dumps(PROFILES[ns.profile]))
     if ns.a_seconds:
         P["a"]["seconds"] = ns.a_seconds
+    if ns.c_steps:
+        P["c"]["steps"] = ns.c_steps
     out = Path(ns.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     sj = out / "stages.json"
