@@ -538,7 +538,9 @@ def test_long_line_limit_and_zero_usable_rows(tmp_path, capsys):
     long = json.dumps({"text": "x" * 300_000})  # 0.29 MiB
     path = write_jsonl(tmp_path / "long.jsonl", good, {4: long})
     base = ["--data_path", path, *MODEL, *FAST, "--no-compile", "--max_steps", "2"]
-    code, _, err = verb(["train", *base, "--max_line_mb", "0.25", "--out_dir", "x"], capsys)
+    code, _, err = verb(
+        ["train", *base, "--max_line_mb", "0.25", "--out_dir", str(tmp_path / "x")], capsys
+    )
     assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
     assert f"{path}:4: line too long: 0.3 MiB > --max_line_mb 0.25" in err
     out, err = train(
