@@ -218,6 +218,7 @@ def main(argv: list[str] | None = None) -> int:
             label_bucket_sizes=int_list(ns.label_bucket_sizes),
             skip_bad_lines=ns.skip_bad_lines,
         )
+
     def no_rows(skipped: dict[str, int]) -> ValueError:
         return ValueError(
             f"no usable {ns.task} rows in {','.join(map(str, paths))} "
