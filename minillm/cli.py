@@ -70,15 +70,18 @@ def run(
     sys.exit(rc if isinstance(rc, int) else 0)
 
 
-def launch(module: str, prog: str) -> None:
-    """A launch/ script's entry point: import `module` (its `main`) and `run` it, with the
-    one-line install hint when MLX is missing."""
+def import_main(module: str, prog: str) -> Callable[[list[str] | None], object]:
+    """`module.main`, with the one-line install hint (exit 2) when MLX is missing."""
     try:
-        main = importlib.import_module(module).main
+        return importlib.import_module(module).main
     except ModuleNotFoundError as e:
         no_backend(e, prog)
         raise
-    run(main, prog=prog, entry=True)
+
+
+def launch(module: str, prog: str) -> None:
+    """A launch/ script's entry point: import `module`'s `main` and `run` it."""
+    run(import_main(module, prog), prog=prog, entry=True)
 
 
 def usage() -> str:
@@ -97,12 +100,8 @@ def main(argv: list[str] | None = None) -> None:
     if verb not in VERBS:
         print(f"minillm: error: unknown verb {verb!r}\n{usage()}", file=sys.stderr)
         sys.exit(2)
-    try:
-        module = importlib.import_module(f"minillm.{verb}")
-    except ModuleNotFoundError as e:
-        no_backend(e, f"minillm {verb}")
-        raise
-    run(module.main, rest, prog=f"minillm {verb}", entry=entry)
+    prog = f"minillm {verb}"
+    run(import_main(f"minillm.{verb}", prog), rest, prog=prog, entry=entry)
 
 
 NO_BACKEND = (

@@ -30,32 +30,39 @@ Ref = tuple[int, int, int]  # (file index, byte offset, 1-based line number)
 MAX_LINE_MB = 16.0
 
 
+def _max_line_mb(text: str) -> float:
+    try:
+        mb = float(text)
+    except ValueError:
+        raise ValueError(f"--max_line_mb {text!r} is not a number of MiB") from None
+    if not mb > 0:
+        raise ValueError(f"--max_line_mb must be > 0, got {mb:g}")
+    return mb
+
+
 def max_line_bytes() -> int:
     raw = os.environ.get("MINILLM_MAX_LINE_MB", "")
+    return int((_max_line_mb(raw) if raw else MAX_LINE_MB) * 2**20)
+
+
+def _set_max_line_mb(text: str) -> float:
+    """argparse type of --max_line_mb. It also runs on the (string) default when the flag is
+    absent, so every parse sets MINILLM_MAX_LINE_MB: a later call in the same process never
+    keeps an earlier call's limit, and worker processes inherit this one."""
     try:
-        mb = float(raw) if raw else MAX_LINE_MB
-    except ValueError:
-        raise ValueError(f"MINILLM_MAX_LINE_MB={raw!r} is not a number of MiB") from None
-    if not mb > 0:
-        raise ValueError(f"--max_line_mb must be > 0, got {mb}")
-    return int(mb * 2**20)
+        mb = _max_line_mb(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    os.environ["MINILLM_MAX_LINE_MB"] = str(mb)
+    return mb
 
 
 def add_max_line_flag(parser) -> None:
     """`--max_line_mb`: sets MINILLM_MAX_LINE_MB for this process and its workers."""
-
-    class SetEnv(argparse.Action):
-        def __call__(self, parser, namespace, value, option_string=None):
-            if not value > 0:
-                parser.error(f"--max_line_mb must be > 0, got {value}")
-            os.environ["MINILLM_MAX_LINE_MB"] = str(value)
-            setattr(namespace, self.dest, value)
-
     parser.add_argument(
         "--max_line_mb",
-        type=float,
-        action=SetEnv,
-        default=MAX_LINE_MB,
+        type=_set_max_line_mb,
+        default=str(MAX_LINE_MB),
         help=f"longest JSONL line accepted, in MiB (default {MAX_LINE_MB:g}); a longer one is a "
         "bad line (an error, or skipped with --skip_bad_lines)",
     )
