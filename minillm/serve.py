@@ -12,6 +12,7 @@ import hashlib
 import json
 import socket
 import sys
+import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -33,6 +34,7 @@ from minillm.serve_engine import (
 from minillm.serve_ollama import OllamaRoutes
 from minillm.serve_openai import OpenAIRoutes
 
+RETRY_AFTER_S = 1  # what a 503 asks the client to wait, in seconds
 UNSUPPORTED = ("/api/pull", "/api/push", "/api/create", "/api/delete", "/api/copy", "/api/blobs")
 
 
@@ -126,6 +128,7 @@ def _flat(params):
 class Handler(OllamaRoutes, OpenAIRoutes, BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "minillm-serve"
+    timeout = 300  # seconds a socket read or write may stall before the connection is dropped
 
     @property
     def app(self) -> App:
@@ -155,6 +158,10 @@ class Handler(OllamaRoutes, OpenAIRoutes, BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(data)))
+        if status == 503:
+            self.send_header("Retry-After", str(RETRY_AFTER_S))
+        if self.close_connection:  # say so, so that a client never reuses a closed connection
+            self.send_header("Connection", "close")
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(data)
@@ -171,22 +178,44 @@ class Handler(OllamaRoutes, OpenAIRoutes, BaseHTTPRequestHandler):
         self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
         self.wfile.flush()
 
-    def read_body(self) -> dict[str, Any]:
+    def take_body(self) -> None:
+        """Read the request body before any route runs, so that no error path leaves it on a
+        keep-alive connection to be parsed as the next request; an unreadable or oversized
+        body closes the connection (413/400, sent with `Connection: close`)."""
+        self.body, self.body_error = b"", None
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
             self.close_connection = True
-            raise ApiError(400, "chunked request bodies are not supported; send Content-Length")
+            self.body_error = ApiError(
+                400, "chunked request bodies are not supported; send Content-Length"
+            )
+            return
         try:
             n = int(self.headers.get("Content-Length") or 0)
+            if n < 0:
+                raise ValueError
         except ValueError:
-            raise ApiError(400, "invalid Content-Length") from None
+            self.close_connection = True
+            self.body_error = ApiError(400, "invalid Content-Length")
+            return
         if n > self.app.max_body:
             self.close_connection = True
             if n <= 16 * self.app.max_body:  # drain it so that the client reads the answer
                 self.rfile.read(n)
-            raise ApiError(
+            self.body_error = ApiError(
                 413, f"request body of {n} bytes exceeds the limit of {self.app.max_body} bytes"
             )
-        return parse_json(self.rfile.read(n) if n > 0 else b"")
+            return
+        self.body = self.rfile.read(n) if n > 0 else b""
+        if len(self.body) < n:
+            self.close_connection = True
+            self.body_error = ApiError(
+                400, f"request body ended after {len(self.body)} of {n} bytes"
+            )
+
+    def read_body(self) -> dict[str, Any]:
+        if self.body_error is not None:
+            raise self.body_error
+        return parse_json(self.body)
 
     def do_HEAD(self) -> None:
         self.do_GET()
@@ -220,6 +249,10 @@ class Handler(OllamaRoutes, OpenAIRoutes, BaseHTTPRequestHandler):
         path = self.path.split("?", 1)[0].rstrip("/") or "/"
         openai = path.startswith("/v1/")
         try:
+            self.take_body()
+            if self.server.over_limit():
+                self.close_connection = True
+                raise ApiError(503, f"server busy: more than {self.server.max_conns} connections")
             if path in routes:
                 routes[path]()
             elif path.startswith(UNSUPPORTED):
@@ -241,7 +274,28 @@ class Handler(OllamaRoutes, OpenAIRoutes, BaseHTTPRequestHandler):
 
 
 class Server(ThreadingHTTPServer):
+    """One thread per connection, at most `max_conns` of them doing work: the rest get a
+    clean 503. The listen backlog holds every connection a burst of clients opens at once,
+    so none is reset before it can be answered."""
+
     daemon_threads = True
+    request_queue_size = 1024
+
+    def __init__(self, addr, handler, max_conns: int = 256):
+        self.max_conns, self.conns, self.lock = max_conns, 0, threading.Lock()
+        super().__init__(addr, handler)
+
+    def over_limit(self) -> bool:
+        return self.conns > self.max_conns
+
+    def process_request_thread(self, request, client_address) -> None:
+        with self.lock:
+            self.conns += 1
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            with self.lock:
+                self.conns -= 1
 
     def handle_error(self, request, client_address) -> None:
         if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
@@ -250,8 +304,7 @@ class Server(ThreadingHTTPServer):
 
 def serve_app(app: App, host: str = "127.0.0.1", port: int = 11434) -> ThreadingHTTPServer:
     """A bound (not yet serving) HTTP server for `app`; call `serve_forever()` on it."""
-    server = Server((host, port), Handler)
-    server.daemon_threads = True
+    server = Server((host, port), Handler, max_conns=max(64, 4 * app.engine.max_pending))
     server.app = app
     return server
 

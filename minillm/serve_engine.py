@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import atexit
 import json
+import math
 import queue
 import threading
 import time
@@ -292,6 +293,14 @@ OPTION_TYPES = {
     "num_ctx": int,
 }
 
+OPTION_MAX = 2**31 - 1  # what an int option may be: larger ones overflow the engine's int32s
+OPTION_RANGE = {
+    "seed": (-1, 2**63 - 1),
+    "temperature": (0, 100),
+    "top_p": (0, 1),
+    "repeat_penalty": (0, 100),
+}  # fmt: skip  (seed -1: a random one, as in llama.cpp)
+
 
 class ApiError(Exception):
     """An error answered with `status` and `{"error": message}`."""
@@ -312,7 +321,27 @@ def parse_json(body: bytes) -> dict[str, Any]:
         raise ApiError(400, f"invalid JSON body: {e}") from None
     if not isinstance(obj, dict):
         raise ApiError(400, "the request body must be a JSON object")
+    bad = non_finite(obj)
+    if bad is not None:
+        raise ApiError(400, f"{bad[0]}: {bad[1]} is not a finite number; send a plain number")
     return obj
+
+
+def non_finite(obj: Any, path: str = "") -> tuple[str, Any] | None:
+    """(field path, value) of the first NaN or +-Infinity in a parsed JSON body (Python's
+    `json` accepts them, and 1e400 parses to inf), else None."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return path or "body", obj
+    items = (
+        obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, list) else ()
+    )
+    for k, v in items:
+        hit = non_finite(
+            v, f"{path}.{k}" if path and isinstance(k, str) else f"{path}[{k}]" if path else str(k)
+        )
+        if hit is not None:
+            return hit
+    return None
 
 
 def parse_options(opts: Any, stop: Any = None) -> tuple[dict[str, Any], list[str]]:
@@ -329,6 +358,9 @@ def parse_options(opts: Any, stop: Any = None) -> tuple[dict[str, Any], list[str
             continue
         if isinstance(v, bool) or not isinstance(v, (int, float)) or (t is int and v != int(v)):
             raise ApiError(400, f"option {k} must be a number, got {v!r}")
+        lo, hi = OPTION_RANGE.get(k, (-OPTION_MAX, OPTION_MAX))
+        if not lo <= v <= hi:
+            raise ApiError(400, f"option {k}={v!r} is out of range; use a value in [{lo}, {hi}]")
         out[k] = t(v)
     stop = opts.get("stop", stop)
     if isinstance(stop, str):
@@ -345,7 +377,7 @@ def make_sampling(o: dict[str, Any]) -> Sampling:
         top_k=o.get("top_k", 40),
         repeat_penalty=o.get("repeat_penalty", 1.1),
         repeat_last_n=o.get("repeat_last_n", 64),
-        seed=o.get("seed"),
+        seed=None if o.get("seed", -1) == -1 else o["seed"],
     )
     if s.temperature < 0:
         raise ApiError(400, f"temperature {s.temperature} must be >= 0")

@@ -285,3 +285,81 @@ def test_default_host_and_ctrl_c(tiny_ckpt):
     finally:
         if p.poll() is None:
             p.kill()
+
+
+def raw_exchange(url: str, data: bytes) -> bytes:
+    """Send raw bytes on one connection, half-close it, and read until the server closes."""
+    import socket
+    from urllib.parse import urlsplit
+
+    u = urlsplit(url)
+    with socket.create_connection((u.hostname, u.port), timeout=30) as s:
+        s.sendall(data)
+        s.shutdown(socket.SHUT_WR)
+        out = b""
+        while chunk := s.recv(65536):
+            out += chunk
+    return out
+
+
+def test_error_paths_consume_the_body(srv):
+    """A body that is itself a request is never answered as one (no request smuggling)."""
+    _, url = srv
+    inner = b"GET /api/version HTTP/1.1\r\nHost: x\r\n\r\n"
+    for path in (b"/api/pull", b"/api/nothing", b"/api/chat"):
+        first = b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (
+            path, len(inner), inner)  # fmt: skip
+        follow = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+        out = raw_exchange(url, first + follow)
+        assert out.count(b"HTTP/1.1 ") == 2, out  # the error, then "Ollama is running"
+        assert b'"version"' not in out and out.endswith(b"Ollama is running")
+
+
+def test_oversized_and_bad_bodies_close_the_connection(srv):
+    _, url = srv
+    r = httpx.post(f"{url}/api/chat", content=b" " * 40000)
+    assert r.status_code == 413 and r.headers["connection"] == "close"
+    out = raw_exchange(url, b"POST /api/chat HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 400") and b"Connection: close" in out
+    out = raw_exchange(url, b"POST /api/chat HTTP/1.1\r\nHost: x\r\nContent-Length: 50\r\n\r\n{")
+    assert out.startswith(b"HTTP/1.1 400") and b"ended after 1 of 50" in out
+
+
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        (b'{"model": "tiny", "prompt": "hi", "options": {"temperature": NaN}}', "options.temperature"),
+        (b'{"model": "tiny", "prompt": "hi", "options": {"top_p": Infinity}}', "options.top_p"),
+        (b'{"model": "tiny", "prompt": "hi", "options": {"top_k": 1e400}}', "options.top_k"),
+        (b'{"model": "tiny", "prompt": "hi", "options": {"seed": 1e30}}', "option seed"),
+        (b'{"model": "tiny", "prompt": "hi", "options": {"repeat_last_n": 1e12}}', "option repeat_last_n"),
+        (b'{"model": "tiny", "prompt": "hi", "options": {"num_ctx": -1e300}}', "option num_ctx"),
+        (b'{"model": "tiny", "messages": [{"role": "user", "content": "x"}], "max_tokens": 1e20}',
+         "option num_predict"),
+    ],
+)  # fmt: skip
+def test_invalid_numbers_are_400_naming_the_field(srv, body, field):
+    _, url = srv
+    path = "/v1/chat/completions" if b"messages" in body else "/api/generate"
+    r = httpx.post(f"{url}{path}", content=body)
+    assert r.status_code == 400, r.text
+    err = r.json()["error"]
+    assert field in (err["message"] if isinstance(err, dict) else err)
+
+
+def test_seed_minus_one_is_random(srv):
+    _, url = srv
+    opts = {"seed": -1, "num_predict": 2}
+    r = httpx.post(f"{url}/api/generate", json={"model": "tiny", "prompt": "hi", "stream": False,
+                                                "options": opts})  # fmt: skip
+    assert r.status_code == 200 and r.json()["done"]
+
+
+def test_200_clients_at_once_get_200_or_503_and_no_reset(srv):
+    from launch.bench_serve import flood
+
+    app, url = srv
+    r = flood(url, "tiny", 200, num_predict=2)
+    assert r["reset"] == 0 and r["other"] == 0, r
+    assert r["200"] + r["503"] == 200 and r["200"] >= app.engine.max_pending, r
+    assert r["retry_after"] == r["503"], r
