@@ -10,6 +10,7 @@ import os
 import sys
 
 from actors.distill import DistillConfig, run
+from actors.driver import ActorDied, DistillError, resume_command
 
 # model-shape flags that override the preset (same names as ModelArgs)
 MODEL_DIMS = (
@@ -271,7 +272,13 @@ def config_from(ns: argparse.Namespace) -> DistillConfig:
 def main(argv: list[str] | None = None) -> int:
     ns = build_parser().parse_args(argv)
     cfg = config_from(ns)
-    res = run(cfg)
+    try:
+        res = run(cfg)
+    except ActorDied as e:
+        raise DistillError(
+            f"{e}; the run stopped at its last checkpoint in {cfg.out_dir}. "
+            f"Continue it with: {resume_command('python launch/distill.py', argv)}"
+        ) from None
     store = res["store"]
     print(
         "[distill] done "

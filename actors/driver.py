@@ -5,6 +5,7 @@ shutdown, and the wrapper around a run (start Ray, loop, stop the actors, plots)
 from __future__ import annotations
 
 import dataclasses
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -17,6 +18,33 @@ from actors.metrics import Metrics
 
 class DistillError(ValueError):
     """A run that cannot go on for a reason the user can fix; shown as one line."""
+
+
+class ActorDied(DistillError):
+    """An actor the run cannot do without died (the learner, the buffer, the evaluator): the
+    run stops at its last checkpoint; the CLI adds the `--resume` command to the message."""
+
+
+def died(e: Exception) -> ActorDied:
+    """ActorDied naming the actor of a RayActorError (its Ray name, else its class) and the
+    reason Ray gives, on one line."""
+    lines = [ln.strip() for ln in str(getattr(e, "error_msg", "") or e).splitlines()]
+    field = {k.strip(): v.strip() for k, _, v in (ln.partition(":") for ln in lines if ":" in ln)}
+    who = field.get("name") or field.get("class_name") or "an actor"
+    keys = ("class_name", "actor_id", "pid", "name", "namespace", "ip")
+    why = [ln for ln in lines[1:] if ln and ln.partition(":")[0] not in keys]
+    reason = why[0] if why else type(e).__name__
+    return ActorDied(f"actor {who} died: {reason[:160]}")
+
+
+def resume_command(prog: str, argv: list[str] | None) -> str:
+    """The command line that continues this run: the same arguments, with `--resume`."""
+    import shlex
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    if "--resume" not in args:
+        args.append("--resume")
+    return f"{prog} {shlex.join(args)}"
 
 
 @dataclass
@@ -223,25 +251,46 @@ def drive(
     """`cls(cfg, *args).loop()` in a Ray this starts (and stops) unless one is running; the
     actors are stopped however it ends. `extra` is added to the result, then `plot()`'s files
     as "plots" (a run without the data to plot says so on stderr)."""
+    import ray
+
     started = init_ray(cfg)
+    old_term = sigterm_interrupts()  # after ray.init, which installs a SIGTERM handler of its own
     r = None
     try:
-        import ray
-
         resolve_gpus(cfg, ray)
         r = cls(cfg, *args)
         res = r.loop()
+    except ray.exceptions.RayActorError as e:
+        raise died(e) from None
+    except ray.exceptions.RayTaskError as e:  # a call that failed because an actor it used died
+        if isinstance(e.cause, ray.exceptions.RayActorError):
+            raise died(e.cause) from None
+        raise
     finally:
         if r is not None:
             r.shutdown()
         if started:
-            import ray
-
             ray.shutdown()
+        if old_term is not None:
+            signal.signal(signal.SIGTERM, old_term)
     res.update(extra or {})
     if plot is not None:
         add_plots(res, plot, cls.tag)
     return res
+
+
+def sigterm_interrupts():
+    """Make SIGTERM unwind like Ctrl-C (so the actors and the Ray this run started are stopped
+    in `drive`'s `finally`); the previous handler, or None off the main thread."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    return signal.signal(signal.SIGTERM, stop)
 
 
 def add_plots(res: dict, plot: Callable[[], list], tag: str) -> None:

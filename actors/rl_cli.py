@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from actors.distill_cli import env
+from actors.driver import ActorDied, DistillError, resume_command
 from actors.rl import RLConfig, run
 
 
@@ -188,7 +189,13 @@ def main(argv: list[str] | None = None) -> int:
 
         res = run_local(cfg, eval_before=ns.run_eval and not ns.resume)
     else:
-        res = run(cfg, eval_before=ns.run_eval and not ns.resume)
+        try:
+            res = run(cfg, eval_before=ns.run_eval and not ns.resume)
+        except ActorDied as e:
+            raise DistillError(
+                f"{e}; the run stopped at its last checkpoint in {cfg.out_dir}. "
+                f"Continue it with: {resume_command('python launch/rl.py', argv)}"
+            ) from None
     summary = {
         "step": res["learner"].get("step"),
         "before": res["before"],
