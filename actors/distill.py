@@ -233,6 +233,7 @@ class Run(Driver):
         self.reissued = 0
         self.retries: Counter = Counter()  # teacher retries by reason (503, timeout, ...)
         self.leaks = 0  # replies rejected for think-tag text left in their content
+        self.rejects: Counter = Counter()  # rejected replies by reason (wrong, empty, think_leak)
         self.consumed = 0
         self.timed_out = False
         self.learner_done = False
@@ -295,6 +296,7 @@ class Run(Driver):
             self.cooldown[gi] = time.time() + 1.0
             return
         self.retries.update(stats.get("retries_by_reason") or {})
+        self.rejects.update(stats.get("rejected_by_reason") or {})
         self.leaks += stats.get("think_leaks", 0)
         start = lease * self.cfg.lease_size
         c = self.store.commit.remote(lease, start, self.count(lease), table_ref, stats)
@@ -333,7 +335,7 @@ class Run(Driver):
         rate = self.committed / max(time.time() - t0, 1e-9)
         return (
             f"[distill] t={time.time() - t0:.0f}s committed={self.committed} ({rate:.1f}/s) "
-            f"accepted={a} rejected={r} dup={self.duplicates} errors={e}{_kinds(self.counts['errors'])} "
+            f"accepted={a} rejected={r}{_kinds(self.rejects)} dup={self.duplicates} errors={e}{_kinds(self.counts['errors'])} "
             f"retries={sum(self.retries.values())}{_kinds(self.retries)} "
             f"leaks={self.leaks} reissued={self.reissued} "
             f"step={st.get('step', 0)} consumed={self.consumed} lag={self.committed - self.consumed} "
@@ -350,6 +352,7 @@ class Run(Driver):
             "errors_by_kind": dict(self.counts["errors"]),
             "retries": sum(self.retries.values()),
             "retries_by_reason": dict(self.retries),
+            "rejected_by_reason": dict(self.rejects),
             "think_leaks": self.leaks,
             "reissued": self.reissued,
             "duplicates": self.duplicates,
@@ -434,6 +437,7 @@ class Run(Driver):
             "reissued": self.reissued,
             "retries": sum(self.retries.values()),
             "retries_by_reason": dict(self.retries),
+            "rejected_by_reason": dict(self.rejects),
             "think_leaks": self.leaks,
             "evals": self.evals,
             "seconds": time.time() - t0,

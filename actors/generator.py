@@ -31,6 +31,21 @@ def task_seed(seed: int, index: int) -> int:
     return int.from_bytes(h[:4], "little") & 0x7FFFFFFF
 
 
+def admit(task: Task, content: str, min_chars: int = 1) -> tuple[str | None, str]:
+    """The one rule for teacher output: `(text, "ok")` when `content` (a reply the client has
+    already passed through `split_think`) is to be stored, and `text` is then exactly what was
+    verified; else `(None, reason)` with reason think_leak (a think tag survived), empty or
+    wrong."""
+    text = content.strip()
+    if think_leak(text):
+        return None, "think_leak"
+    if len(text) < min_chars:
+        return None, "empty"
+    if not verify(task, text):
+        return None, "wrong"
+    return text, "ok"
+
+
 def build_teacher(spec: dict):
     """A teacher client from a JSON-able spec: {"kind", "url", "model", "base_url", "think",
     "options", "timeout", "retries"}; the oracle's spec may add "delay_s", a simulated
@@ -97,7 +112,7 @@ class TeacherGenerator:
         t0 = time.perf_counter()
         results = list(self.pool.map(self._ask, range(start, start + count)))
         cols: dict[str, list] = {name: [] for name in SCHEMA.names}
-        acc, rej, err = Counter(), Counter(), Counter()
+        acc, rej, err, rej_why = Counter(), Counter(), Counter(), Counter()
         latencies, retries, leaks = [], Counter(), 0
         for i, (task, reply) in zip(range(start, start + count), results, strict=True):
             retries.update(getattr(reply, "retry_reasons", ()))
@@ -108,16 +123,13 @@ class TeacherGenerator:
             latencies.append(reply.latency_s)
             self.metrics.observe("minillm_teacher_latency_seconds", reply.latency_s)
             self.metrics.inc("minillm_samples_generated", category=task.category)
-            # split_think already ran in the client; `content` is both what is verified and
-            # what is stored (the one rule for teacher output), and a tag that survived it
-            # (`<think `, `<thinking>`) rejects the sample instead of reaching a shard
-            content = reply.content.strip()
-            leak = think_leak(content)
-            leaks += leak
-            ok = not leak and len(content) >= self.min_answer_chars and verify(task, content)
-            if not ok:
+            content, why = admit(task, reply.content, self.min_answer_chars)
+            leaks += why == "think_leak"
+            if content is None:
                 rej[task.category] += 1
+                rej_why[why] += 1
                 self.metrics.inc("minillm_samples_rejected", category=task.category)
+                self.metrics.inc("minillm_teacher_rejects", reason=why)
                 continue
             acc[task.category] += 1
             self.metrics.inc("minillm_samples_accepted", category=task.category)
@@ -151,6 +163,7 @@ class TeacherGenerator:
             "retries": sum(retries.values()),
             "retries_by_reason": dict(retries),
             "think_leaks": leaks,
+            "rejected_by_reason": dict(rej_why),
             "latency_sum": sum(latencies),
             "answered": len(latencies),
             "seconds": time.perf_counter() - t0,

@@ -13,6 +13,11 @@ METRICS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "minillm_samples_generated": ("counter", "tasks answered by the teacher", ("category",)),
     "minillm_samples_accepted": ("counter", "answers that passed the verifier", ("category",)),
     "minillm_samples_rejected": ("counter", "answers the verifier rejected", ("category",)),
+    "minillm_teacher_rejects": (
+        "counter",
+        "teacher replies not stored, by reason (wrong, empty, think_leak)",
+        ("reason",),
+    ),
     "minillm_samples_committed": ("counter", "rows written to shards (after dedup)", ()),
     "minillm_samples_duplicate": ("counter", "accepted rows dropped as duplicate prompts", ()),
     "minillm_teacher_errors": ("counter", "teacher requests that failed for good", ("kind",)),

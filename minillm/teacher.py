@@ -25,7 +25,9 @@ RETRY_ERRORS = (
     httpx.RemoteProtocolError,
     httpx.PoolTimeout,
 )
-THINK_RE = re.compile(r"<think>(.*?)(?:</think>|$)", re.S)
+THINK_RE = re.compile(r"<think>(.*?)(?:</think>|$)", re.S | re.I)
+CLOSE_RE = re.compile(r"</think>", re.I)
+LEAK_RE = re.compile(r"<\s*/?\s*think", re.I)  # `<think `, `<Thinking>`, `</ think>`, ...
 
 
 class TeacherError(RuntimeError):
@@ -35,11 +37,14 @@ class TeacherError(RuntimeError):
 
     attempts: int = 1
     retry_reasons: tuple[str, ...] = ()
+    kind: str | None = None  # the last attempt's error_kind, when known
 
 
 def error_kind(e: BaseException | str) -> str:
     """A short label for a failed teacher request: timeout, connect, reset, http_5xx,
     http_4xx, stream, bad_json or other (the `reason`/`kind` label of the fault counters)."""
+    if getattr(e, "kind", None):
+        return e.kind
     if isinstance(e, (httpx.ReadError, httpx.RemoteProtocolError)):
         return "reset"
     text = str(e).lower()
@@ -85,24 +90,29 @@ def split_think(content: str, thinking: str = "") -> tuple[str, str]:
         return ""
 
     content = THINK_RE.sub(take, content)
-    if "</think>" in content:
-        head, content = content.rsplit("</think>", 1)
-        inner.append(head.strip())
+    *heads, content = CLOSE_RE.split(content)
+    inner += [h.strip() for h in heads]
     return content.strip(), "\n".join(t for t in inner if t)
 
 
 def think_leak(content: str) -> bool:
-    """Whether `content` still carries think-tag text (after `split_think`)."""
-    return "<think" in content or "</think" in content
+    """Whether `content` still carries think-tag text (after `split_think`), in any case or
+    spacing."""
+    return LEAK_RE.search(content) is not None
 
 
-def _json_body(r: httpx.Response, where: str) -> dict:
+def _json_body(r: httpx.Response, where: str, retry: bool = False) -> dict:
+    """The response's JSON object; a body that is not JSON (cut off by a proxy or a crashed
+    runner) is retried when `retry`, else a TeacherError."""
     try:
         out = r.json()
     except ValueError:
-        raise TeacherError(
+        msg = (
             f"{where}: answered HTTP {r.status_code} with a body that is not JSON: {r.text[:200]!r}"
-        ) from None
+        )
+        if retry:
+            raise _Retry(msg, "bad_json") from None
+        raise TeacherError(msg) from None
     if not isinstance(out, dict):
         raise TeacherError(f"{where}: expected a JSON object, got {type(out).__name__}")
     return out
@@ -123,7 +133,11 @@ def _model_name(name: str) -> str:
 
 
 class _Retry(Exception):
-    pass
+    """A failed attempt worth another try; `kind` is its `error_kind` label."""
+
+    def __init__(self, msg: str, kind: str):
+        super().__init__(msg)
+        self.kind = kind
 
 
 class _HTTPTeacher:
@@ -177,7 +191,7 @@ class _HTTPTeacher:
                     kind = str(e) if isinstance(e, _Retry) else f"{type(e).__name__}: {e}"
                     n = len(reasons) + 1
                     err = TeacherError(f"{self.url}: giving up after {n} attempts ({kind})")
-                    err.attempts, err.retry_reasons = n, tuple(reasons)
+                    err.attempts, err.retry_reasons, err.kind = n, tuple(reasons), error_kind(e)
                     raise err from e
                 reasons.append(error_kind(e))
                 self.sleep(self.delay(len(reasons)))
@@ -206,7 +220,7 @@ class _HTTPTeacher:
             r.read()
         msg = f"{path} answered HTTP {r.status_code}: {_error_text(r)}"
         if r.status_code in RETRY_STATUS:
-            raise _Retry(msg)
+            raise _Retry(msg, "http_5xx")
         raise TeacherError(f"{self.url}: {msg}")
 
 
@@ -316,7 +330,7 @@ class OllamaTeacher(_HTTPTeacher):
         )
 
     def _read_json(self, r: httpx.Response) -> dict:
-        out = _json_body(r, f"{self.url}/api/chat")
+        out = _json_body(r, f"{self.url}/api/chat", retry=True)
         if "error" in out:
             raise TeacherError(f"{self.url}/api/chat: {out['error']}")
         return out
@@ -329,10 +343,10 @@ class OllamaTeacher(_HTTPTeacher):
                 continue
             try:
                 obj = json.loads(line)
-            except ValueError:
-                raise TeacherError(f"{self.url}/api/chat: bad stream line {line[:200]!r}") from None
-            if "error" in obj:
-                raise TeacherError(f"{self.url}/api/chat: error in stream: {obj['error']}")
+            except ValueError:  # a line cut off: the runner or a proxy dropped the stream
+                raise _Retry(f"/api/chat: bad stream line {line[:200]!r}", "bad_json") from None
+            if "error" in obj:  # e.g. "model runner has unexpectedly stopped": try again
+                raise _Retry(f"/api/chat: error in stream: {obj['error']}", "stream")
             m = obj.get("message") or {}
             for k in parts:
                 if m.get(k):
@@ -341,7 +355,7 @@ class OllamaTeacher(_HTTPTeacher):
                 final = obj
                 break
         if final is None:
-            raise _Retry("/api/chat stream ended without a done line")
+            raise _Retry("/api/chat stream ended without a done line", "stream")
         final["message"] = {"role": "assistant", **{k: "".join(v) for k, v in parts.items()}}
         return final
 
@@ -409,7 +423,7 @@ class OpenAITeacher(_HTTPTeacher):
         t0 = time.perf_counter()
         where = f"{self.url}/v1/chat/completions"
         out, reasons = self._post(
-            "/v1/chat/completions", body, False, lambda r: _json_body(r, where)
+            "/v1/chat/completions", body, False, lambda r: _json_body(r, where, retry=True)
         )
         if "error" in out:
             raise TeacherError(f"{self.url}/v1/chat/completions: {out['error']}")

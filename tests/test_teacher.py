@@ -176,11 +176,16 @@ def test_stream_error_line():
         {"error": "model runner crashed"},
     ]
     data = b"".join(json.dumps(x).encode() + b"\n" for x in lines)
-    stub, t, slept = stub_teacher([(200, data, 0)], stream=True)
-    with pytest.raises(TeacherError, match="error in stream: model runner crashed"):
-        t.chat(MSG)
+    good = json.dumps(OK).encode() + b"\n"
+    stub, t, slept = stub_teacher([(200, data, 0), (200, good, 0)], stream=True)
+    r = t.chat(MSG)  # a runner that crashed mid-reply is asked again
+    assert r.content == "42" and r.retry_reasons == ("stream",) and len(slept) == 1
     stub.close()
     assert stub.requests[0]["stream"] is True
+    stub, t, slept = stub_teacher([(200, data, 0)] * 4, stream=True)
+    with pytest.raises(TeacherError, match="giving up after 4 attempts.*error in stream: model"):
+        t.chat(MSG)
+    stub.close()
 
 
 def test_stream_thinking_and_content():
