@@ -138,14 +138,20 @@ def init_ray(cfg: RayConfig) -> bool:
     if cfg.address:
         ctx = ray.init(address=cfg.address, namespace="minillm", runtime_env=env)
     else:
+        if cfg.dashboard_host in LOOPBACK:
+            loopback_only()
+        port = cfg.dashboard_port
+        if port and not port_free(cfg.dashboard_host, port):
+            print(f"[ray] dashboard port {port} of {cfg.dashboard_host} is taken (another Ray?); "
+                  "using a free one (--dashboard_port N picks it)", flush=True)  # fmt: skip
+            port = 0
         ctx = ray.init(
             num_cpus=cfg.num_cpus,
             num_gpus=cfg.num_gpus if cfg.num_gpus is not None else local_gpus(),
             namespace="minillm",
             include_dashboard=True,
             dashboard_host=cfg.dashboard_host,
-            dashboard_port=cfg.dashboard_port,
-            _node_ip_address="127.0.0.1" if cfg.dashboard_host == "127.0.0.1" else None,
+            dashboard_port=port,
             runtime_env=env,
         )
     url = getattr(ctx, "dashboard_url", None)
@@ -154,6 +160,35 @@ def init_ray(cfg: RayConfig) -> bool:
         flush=True,
     )
     return True
+
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def port_free(host: str, port: int) -> bool:
+    """Whether a TCP server could listen on host:port now (Ray would wait 60 s, then fail)."""
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+            s.bind((host, port))
+    except OSError:
+        return False
+    return True
+
+
+def loopback_only() -> None:
+    """Make the local Ray this process starts use 127.0.0.1 as its node address, so that GCS,
+    raylet, workers, agents and metrics exporters all listen on loopback only. On Linux Ray
+    replaces a loopback `_node_ip_address` with the machine's routable address unless Ray
+    clusters are off (`RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`, the macOS/Windows default): set
+    it for the processes Ray starts, and in this already imported Ray."""
+    import os
+
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    from ray._private import ray_constants
+
+    ray_constants.ENABLE_RAY_CLUSTER = False
 
 
 class Driver:

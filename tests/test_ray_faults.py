@@ -5,9 +5,12 @@ of its Ray behind. Any driver's dead actor becomes that one line (`drive`)."""
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
 import os
 import shlex
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -39,8 +42,32 @@ def session_procs(sid: int) -> dict[int, str]:
     return out
 
 
-def start(out: Path) -> tuple[subprocess.Popen, list[str]]:
-    argv = command(out)
+def listening(pids: set[int]) -> list[tuple[int, str, int]]:
+    """(pid, address, port) of every TCP socket the processes `pids` listen on."""
+    inodes = {}
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                link = os.readlink(f"/proc/{pid}/fd/{fd}")
+                if link.startswith("socket:["):
+                    inodes[link[8:-1]] = pid
+    out = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            f = line.split()
+            if f[3] != "0A" or f[9] not in inodes:  # 0A: LISTEN
+                continue
+            raw, port = f[1].split(":")
+            b = bytes.fromhex(raw)  # each 32-bit word is stored little-endian
+            b = b"".join(b[i : i + 4][::-1] for i in range(0, len(b), 4))
+            ip = ipaddress.ip_address(b)
+            ip = getattr(ip, "ipv4_mapped", None) or ip
+            out.append((inodes[f[9]], str(ip), int(port, 16)))
+    return out
+
+
+def start(out: Path, argv: list[str] | None = None) -> tuple[subprocess.Popen, list[str]]:
+    argv = argv or command(out)
     p = subprocess.Popen(argv, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                          start_new_session=True, text=True)  # fmt: skip
     deadline = time.time() + 240
@@ -93,3 +120,23 @@ def test_stopped_driver_leaves_no_ray_process(tmp_path, sig):
         assert p.returncode == 130 and stderr.strip().endswith("interrupted"), stderr[-2000:]
     left = wait_gone(p.pid)
     assert not left, f"{len(left)} of {len(before)} processes left after {sig!r}: {left}"
+
+
+def test_taken_dashboard_port_and_every_port_on_loopback(tmp_path):
+    """Another program on the dashboard port: the run says so and takes a free one; every port
+    of the Ray it starts (GCS, raylet, workers, agents, metrics) listens on 127.0.0.1 only."""
+    argv = command(tmp_path / "run")
+    port = int(argv[argv.index("--dashboard_port") + 1])
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", port))
+        busy.listen()
+        p, _ = start(tmp_path / "run", argv)
+        try:
+            socks = listening(set(session_procs(p.pid)))
+        finally:
+            os.killpg(p.pid, signal.SIGKILL)
+        stdout, _ = p.communicate(timeout=60)
+    assert f"[ray] dashboard port {port} of 127.0.0.1 is taken" in stdout, stdout[-2000:]
+    assert len(socks) >= 6, socks
+    exposed = [s for s in socks if not ipaddress.ip_address(s[1]).is_loopback]
+    assert not exposed, exposed
