@@ -193,6 +193,13 @@ def test_bad_lines(tok, tmp_path, task, kind, line):
     assert it.skipped == {kind: 1}  # counted once, not once per epoch
 
 
+def test_control_character_message_reads_once(tok, tmp_path):
+    path = _write(tmp_path / "ctl.jsonl", [b'{"text": "a raw \x01 control character"}'])
+    with pytest.raises(ValueError) as e:
+        _all(Batches(path, tok, task="pretrain", seq_len=32, batch_size=2))
+    assert "ctl.jsonl:1: bad JSON: Invalid control character at column 17" in str(e.value)
+
+
 def _sft_file(tmp_path, n=60, seed=0) -> str:
     rng = random.Random(seed)
     return _write(tmp_path / f"sft{seed}.jsonl", [_conv(rng) for _ in range(n)])

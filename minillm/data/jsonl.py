@@ -263,7 +263,8 @@ def parse_line(raw: bytes, task: str, vocab_size: int) -> dict | None:
     try:
         obj = json.loads(text)
     except json.JSONDecodeError as e:
-        raise BadLine("bad JSON", f"{e.msg} at column {e.colno}") from None
+        msg = e.msg.removesuffix(" at")  # "Invalid control character at" + " at column N"
+        raise BadLine("bad JSON", f"{msg} at column {e.colno}") from None
     return validate(obj, task, vocab_size)
 
 
