@@ -118,3 +118,52 @@ def test_distill_run_against_the_hostile_teacher_loses_and_leaks_nothing(tmp_pat
     assert r["retries"] == want and r["errors"] == {}, r
     assert r["rejected"] == {"empty": f["empty"], "think_leak": f["leak_variant"]}, r
     assert f"retries={sum(want.values())}(" in r["log"]  # the status line shows them
+
+
+@pytest.mark.usefixtures("cluster")
+def test_generator_actor_counts_retries_and_rejects_on_the_dashboard():
+    """A TeacherGenerator actor against the hostile teacher: its lease stats and the Ray
+    metrics endpoint count each retry and reject by reason, as injected."""
+    import time
+    from collections import Counter
+
+    import ray
+
+    from actors.generator import TeacherGenerator
+    from tests.conftest import scrape
+
+    with hostile_teacher(ANSWERS.get, fault_share=1.0, timeout_s=1.5, seed=11) as srv:
+        spec = {"kind": "ollama", "url": srv.url, "model": "hostile", "timeout": 0.5,
+                "retries": 3, "backoff": 0.01}  # fmt: skip
+        gen = (
+            ray.remote(TeacherGenerator)
+            .options(num_cpus=0)
+            .remote(0, spec, {"seed": 3, "weights": None, "lang": "en"}, 4)
+        )
+        _, stats = ray.get(gen.generate.options(num_returns=2).remote(0, 0, 32))
+        first = Counter(k for _, a, k in srv.log if a == 0)
+    label = {**LABEL, "stream_error": "http_5xx"}  # non-streaming: Ollama's 500
+    want_retries = Counter()
+    for k, n in first.items():
+        if k in RETRIED:
+            want_retries[label[k]] += n
+    want_rejects = {k: v for k, v in (("empty", first["empty"]),
+                                      ("think_leak", first["leak_variant"])) if v}  # fmt: skip
+    assert len(want_retries) >= 3 and want_rejects, first  # the schedule injects both kinds
+    assert stats["retries_by_reason"] == dict(want_retries), (stats, first)
+    assert stats["rejected_by_reason"] == want_rejects, (stats, first)
+
+    def series(name: str) -> Counter:
+        out: Counter = Counter()
+        for line in scrape().splitlines():
+            if line.startswith(f"ray_{name}") and "reason=" in line:
+                reason = line.split('reason="', 1)[1].split('"', 1)[0]
+                out[reason] += float(line.rsplit(" ", 1)[1])
+        return out
+
+    end = time.time() + 30
+    while (series("minillm_teacher_retries") != want_retries
+           or series("minillm_teacher_rejects") != want_rejects) and time.time() < end:  # fmt: skip
+        time.sleep(0.5)
+    assert series("minillm_teacher_retries") == want_retries
+    assert series("minillm_teacher_rejects") == want_rejects
