@@ -140,3 +140,42 @@ def test_taken_dashboard_port_and_every_port_on_loopback(tmp_path):
     assert len(socks) >= 6, socks
     exposed = [s for s in socks if not ipaddress.ip_address(s[1]).is_loopback]
     assert not exposed, exposed
+
+
+@pytest.mark.usefixtures("cluster")
+@pytest.mark.parametrize("name", ["buffer", "evaluator"])
+def test_any_dead_actor_is_one_line_naming_it(name, tmp_path):
+    """`drive`: whichever actor a driver cannot do without dies, the run ends in ActorDied
+    naming it (the CLIs add the `--resume` command), and its other actors are stopped."""
+    from dataclasses import dataclass
+
+    import ray
+
+    from actors.driver import ActorDied, Driver, RayConfig, drive
+
+    @dataclass
+    class ToyConfig(RayConfig):
+        out_dir: str = str(tmp_path)
+
+    @ray.remote(num_cpus=0)
+    class Part:
+        def ping(self) -> int:
+            return os.getpid()
+
+    class Toy(Driver):
+        def __init__(self, cfg):
+            super().__init__(cfg)
+            self.part = Part.options(name=name).remote()
+            self.other = Part.options(name="other").remote()
+            self.actors = [self.part, self.other]
+
+        def loop(self) -> dict:
+            os.kill(ray.get(self.part.ping.remote()), signal.SIGKILL)
+            while True:
+                ray.get(self.part.ping.remote())
+                time.sleep(0.1)
+
+    with pytest.raises(ActorDied, match=rf"^actor {name} died: "):
+        drive(Toy, ToyConfig())
+    with pytest.raises(ValueError):
+        ray.get_actor("other")  # stopped by the driver's shutdown
