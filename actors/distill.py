@@ -232,7 +232,6 @@ class Run(Driver):
         self.commits: dict[Any, int] = {}
         self.reissued = 0
         self.retries: Counter = Counter()  # teacher retries by reason (503, timeout, ...)
-        self.leaks = 0  # replies rejected for think-tag text left in their content
         self.rejects: Counter = Counter()  # rejected replies by reason (wrong, empty, think_leak)
         self.consumed = 0
         self.timed_out = False
@@ -297,7 +296,6 @@ class Run(Driver):
             return
         self.retries.update(stats.get("retries_by_reason") or {})
         self.rejects.update(stats.get("rejected_by_reason") or {})
-        self.leaks += stats.get("think_leaks", 0)
         start = lease * self.cfg.lease_size
         c = self.store.commit.remote(lease, start, self.count(lease), table_ref, stats)
         self.commits[c] = lease
@@ -337,7 +335,7 @@ class Run(Driver):
             f"[distill] t={time.time() - t0:.0f}s committed={self.committed} ({rate:.1f}/s) "
             f"accepted={a} rejected={r}{_kinds(self.rejects)} dup={self.duplicates} errors={e}{_kinds(self.counts['errors'])} "
             f"retries={sum(self.retries.values())}{_kinds(self.retries)} "
-            f"leaks={self.leaks} reissued={self.reissued} "
+            f"leaks={self.rejects['think_leak']} reissued={self.reissued} "
             f"step={st.get('step', 0)} consumed={self.consumed} lag={self.committed - self.consumed} "
             f"wait={100 * st.get('wait_fraction', 0.0):.1f}%"
         )
@@ -353,7 +351,7 @@ class Run(Driver):
             "retries": sum(self.retries.values()),
             "retries_by_reason": dict(self.retries),
             "rejected_by_reason": dict(self.rejects),
-            "think_leaks": self.leaks,
+            "think_leaks": self.rejects["think_leak"],
             "reissued": self.reissued,
             "duplicates": self.duplicates,
             "consumed": self.consumed,
@@ -438,7 +436,7 @@ class Run(Driver):
             "retries": sum(self.retries.values()),
             "retries_by_reason": dict(self.retries),
             "rejected_by_reason": dict(self.rejects),
-            "think_leaks": self.leaks,
+            "think_leaks": self.rejects["think_leak"],
             "evals": self.evals,
             "seconds": time.time() - t0,
             "timed_out": self.timed_out,

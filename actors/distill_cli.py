@@ -10,7 +10,7 @@ import os
 import sys
 
 from actors.distill import DistillConfig, run
-from actors.driver import ActorDied, DistillError, resume_command
+from actors.driver import ActorDied, with_resume
 
 # model-shape flags that override the preset (same names as ModelArgs)
 MODEL_DIMS = (
@@ -275,10 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         res = run(cfg)
     except ActorDied as e:
-        raise DistillError(
-            f"{e}; the run stopped at its last checkpoint in {cfg.out_dir}. "
-            f"Continue it with: {resume_command('python launch/distill.py', argv)}"
-        ) from None
+        raise with_resume(e, cfg.out_dir, "python launch/distill.py", argv) from None
     store = res["store"]
     print(
         "[distill] done "

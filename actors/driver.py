@@ -47,6 +47,14 @@ def resume_command(prog: str, argv: list[str] | None) -> str:
     return f"{prog} {shlex.join(args)}"
 
 
+def with_resume(e: ActorDied, out_dir: Any, prog: str, argv: list[str] | None) -> DistillError:
+    """The one-line error of a run an actor death stopped, with the command that continues it."""
+    return DistillError(
+        f"{e}; the run stopped at its last checkpoint in {out_dir}. "
+        f"Continue it with: {resume_command(prog, argv)}"
+    )
+
+
 @dataclass
 class RayConfig:
     """Where a run's actors live: an existing cluster (`address`) or a local Ray of `num_cpus`

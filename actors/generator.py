@@ -113,7 +113,7 @@ class TeacherGenerator:
         results = list(self.pool.map(self._ask, range(start, start + count)))
         cols: dict[str, list] = {name: [] for name in SCHEMA.names}
         acc, rej, err, rej_why = Counter(), Counter(), Counter(), Counter()
-        latencies, retries, leaks = [], Counter(), 0
+        latencies, retries = [], Counter()
         for i, (task, reply) in zip(range(start, start + count), results, strict=True):
             retries.update(getattr(reply, "retry_reasons", ()))
             if isinstance(reply, Exception):
@@ -124,7 +124,6 @@ class TeacherGenerator:
             self.metrics.observe("minillm_teacher_latency_seconds", reply.latency_s)
             self.metrics.inc("minillm_samples_generated", category=task.category)
             content, why = admit(task, reply.content, self.min_answer_chars)
-            leaks += why == "think_leak"
             if content is None:
                 rej[task.category] += 1
                 rej_why[why] += 1
@@ -162,7 +161,7 @@ class TeacherGenerator:
             "errors": dict(err),
             "retries": sum(retries.values()),
             "retries_by_reason": dict(retries),
-            "think_leaks": leaks,
+            "think_leaks": rej_why["think_leak"],
             "rejected_by_reason": dict(rej_why),
             "latency_sum": sum(latencies),
             "answered": len(latencies),

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from actors.distill_cli import env
-from actors.driver import ActorDied, DistillError, resume_command
+from actors.driver import ActorDied, with_resume
 from actors.rl import RLConfig, run
 
 
@@ -192,10 +192,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             res = run(cfg, eval_before=ns.run_eval and not ns.resume)
         except ActorDied as e:
-            raise DistillError(
-                f"{e}; the run stopped at its last checkpoint in {cfg.out_dir}. "
-                f"Continue it with: {resume_command('python launch/rl.py', argv)}"
-            ) from None
+            raise with_resume(e, cfg.out_dir, "python launch/rl.py", argv) from None
     summary = {
         "step": res["learner"].get("step"),
         "before": res["before"],

@@ -13,21 +13,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-TINY = ["--preset", "custom", "--hidden_size", "64", "--num_hidden_layers", "2",
-        "--num_attention_heads", "4", "--num_key_value_heads", "2", "--intermediate_size", "128"]  # fmt: skip
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+WEIGHTS = {"logic": 1.0, "math": 1.0}  # the run's task mix (--weights), and the teacher's
 
 
 def stored_rows(shard_dir: Path) -> list[dict]:
@@ -45,17 +37,19 @@ def run_faults(out: Path, samples: int = 96, tree: Path = ROOT, seed: int = 5,
                timeout: float = 600) -> dict:  # fmt: skip
     """Run the distillation and return the counts (and the run's own log as `log`)."""
     sys.path.insert(0, str(ROOT))
+    from minillm.data.tasks import TaskSource
+    from tests.conftest import TINY_FLAGS, free_port
     from tests.hostile_teacher import hostile_teacher, task_answers
 
-    answers = task_answers(seed, {"logic": 1.0, "math": 1.0}, "en", samples * 8)
+    answers = task_answers(seed, WEIGHTS, "en", samples * 8)
     flags = [
         "--teacher", "ollama", "--ollama_model", "hostile", "--timeout_s", "0.5",
         "--max_retries", "3", "--workers", "2", "--inflight", "4", "--lease_size", "16",
-        "--cold_samples", "16", "--total_samples", str(samples), "--weights", "logic=1,math=1",
+        "--cold_samples", "16", "--total_samples", str(samples), "--weights", ",".join(f"{k}={v:g}" for k, v in WEIGHTS.items()),
         "--lang", "en", "--seed", str(seed), "--eval_samples", "0", "--num_cpus", "2",
         "--dashboard_port", str(free_port()), "--out_dir", str(out), "--no-compile",
         "--dtype", "float32", "--seq_len", "192", "--batch_size", "8", "--max_steps", "6",
-        "--warmup_steps", "1", "--save_interval", "6", "--max_failures", "0", *TINY,
+        "--warmup_steps", "1", "--save_interval", "6", "--max_failures", "0", *TINY_FLAGS,
     ]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(tree)}
     with hostile_teacher(answers.get, timeout_s=1.5) as srv:
@@ -67,9 +61,7 @@ def run_faults(out: Path, samples: int = 96, tree: Path = ROOT, seed: int = 5,
     prompts = [row["prompt"] for row in rows]
     # what counts as lost: a correct, clean last answer to a task of a committed lease that is
     # not in the shards, beyond the rows the store drops on purpose past --total_samples
-    from minillm.data.tasks import TaskSource
-
-    src = TaskSource(seed, {"logic": 1.0, "math": 1.0}, "en")
+    src = TaskSource(seed, WEIGHTS, "en")
     manifest = json.loads((out / "shards" / "manifest.json").read_text())
     entries = manifest["entries"]
     committed = {

@@ -336,9 +336,8 @@ def non_finite(obj: Any, path: str = "") -> tuple[str, Any] | None:
         obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, list) else ()
     )
     for k, v in items:
-        hit = non_finite(
-            v, f"{path}.{k}" if path and isinstance(k, str) else f"{path}[{k}]" if path else str(k)
-        )
+        where = f"{path}[{k}]" if isinstance(k, int) else f"{path}.{k}" if path else k
+        hit = non_finite(v, where)
         if hit is not None:
             return hit
     return None

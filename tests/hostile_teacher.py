@@ -68,7 +68,7 @@ class HostileTeacher(ThreadingHTTPServer):
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server_address[1]}"
 
-    def fault(self, prompt: str) -> tuple[int, str]:
+    def fault(self, prompt: str) -> str:
         with self.lock:
             attempt = self.attempts[prompt]
             self.attempts[prompt] += 1
@@ -80,7 +80,7 @@ class HostileTeacher(ThreadingHTTPServer):
         kind = first if attempt == 0 or first in CONTENT else "ok"
         with self.lock:
             self.log.append((prompt, attempt, kind))
-        return attempt, kind
+        return kind
 
     def handle_error(self, request, client_address) -> None:
         pass  # a client that gave up (timeout fault) leaves a broken pipe: expected here
@@ -127,7 +127,7 @@ class Handler(BaseHTTPRequestHandler):
         answer = self.server.answer(prompt)
         if answer is None:
             return self.reply(500, {"error": f"unknown prompt {prompt[:60]!r}"})
-        _, kind = self.server.fault(prompt)
+        kind = self.server.fault(prompt)
         stream = body.get("stream", True)  # Ollama streams unless told not to
         if kind == "busy503":
             return self.reply(

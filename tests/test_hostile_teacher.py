@@ -60,7 +60,7 @@ def test_retries_spent_is_one_error_with_its_kind():
     from minillm.teacher import TeacherError
 
     with hostile_teacher(ANSWERS.get) as srv:
-        srv.fault = lambda prompt: (0, "busy503")  # every attempt is answered 503
+        srv.fault = lambda prompt: "busy503"  # every attempt is answered 503
         with pytest.raises(TeacherError) as e:
             ask(srv, TASKS[-1], False)
     assert e.value.attempts == 4 and e.value.retry_reasons == ("http_5xx",) * 3
