@@ -75,6 +75,7 @@ class DistillConfig(RayConfig):
     learner: bool = True
 
     def __post_init__(self):
+        self.check_gpu_memory()
         if self.teacher not in TEACHERS:
             raise ValueError(
                 f"--teacher must be one of {', '.join(TEACHERS)}, not {self.teacher!r}"
@@ -197,6 +198,7 @@ class Run(Driver):
                     reuse=cfg.reuse,
                     reuse_window=cfg.reuse_window,
                     bucket_sizes=cfg.bucket_sizes,
+                    gpu_memory=cfg.learner_gpu_memory,
                 )
             )
         )
@@ -210,6 +212,7 @@ class Run(Driver):
                 cfg.lang,
                 cfg.eval_max_new_tokens,
                 batch_size=cfg.eval_batch_size,
+                gpu_memory=cfg.eval_gpu_memory,
             )
             if cfg.eval_samples and cfg.learner
             else None

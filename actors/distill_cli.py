@@ -193,6 +193,10 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="GPUs the learner actor reserves (default: 1 when the cluster has one, else 0)",
     )
+    g.add_argument("--learner_gpu_memory", type=float, default=0.6,
+                   help="on CUDA, the share of the GPU's memory the learner keeps to (arrays + cache)")  # fmt: skip
+    g.add_argument("--eval_gpu_memory", type=float, default=0.15,
+                   help="on CUDA, the share of the GPU's memory the evaluator keeps to")  # fmt: skip
     g.add_argument("--dashboard_host", default="127.0.0.1", help="0.0.0.0 exposes the dashboard")
     g.add_argument("--dashboard_port", type=int, default=8265)
     return p
@@ -258,6 +262,8 @@ def config_from(ns: argparse.Namespace) -> DistillConfig:
         num_cpus=ns.num_cpus,
         num_gpus=ns.num_gpus,
         learner_gpus=ns.learner_gpus,
+        learner_gpu_memory=ns.learner_gpu_memory,
+        eval_gpu_memory=ns.eval_gpu_memory,
         dashboard_host=ns.dashboard_host,
         dashboard_port=ns.dashboard_port,
         learner=ns.learner,

@@ -65,8 +65,18 @@ class RayConfig:
     num_gpus: int | None = None  # local Ray: None = the NVIDIA GPUs this machine has
     learner_cpus: float = 1.0
     learner_gpus: float | None = None  # None: 1 when the cluster has a GPU, else 0
+    # on CUDA, the share of the card each MLX actor's memory (arrays + cache) keeps to
+    learner_gpu_memory: float = 0.6
+    eval_gpu_memory: float = 0.15
     dashboard_host: str = "127.0.0.1"
     dashboard_port: int = 8265
+
+    def check_gpu_memory(self, *more: str) -> None:
+        """ValueError naming the field when a `*_gpu_memory` share is not in (0, 1]."""
+        from minillm.gpu_memory import check_fraction
+
+        for name in ("learner_gpu_memory", "eval_gpu_memory", *more):
+            check_fraction(getattr(self, name), name)
 
     def to_dict(self) -> dict:
         """Every setting, a subclass's too (written to the run's folder as JSON)."""

@@ -96,7 +96,11 @@ class Evaluator:
         gsm8k: list[dict] | None = None,
         gsm8k_max_new_tokens: int = 256,
         batch_size: int = 64,
+        gpu_memory: float | None = None,
     ):
+        from minillm.gpu_memory import cap
+
+        cap(gpu_memory, "eval_gpu_memory")
         self.tasks = held_out_suite(n, seed, weights, lang, exclude) if n else []
         self.max_new_tokens, self.batch_size = max_new_tokens, batch_size
         self.gsm8k, self.gsm8k_max_new_tokens = gsm8k or [], gsm8k_max_new_tokens
@@ -105,6 +109,8 @@ class Evaluator:
     def evaluate(self, checkpoint: str) -> dict:
         """Accuracy of `checkpoint` (a folder); the step is read from its state.json if any."""
         import json
+
+        import mlx.core as mx
 
         from minillm.checkpoint import load
 
@@ -116,6 +122,8 @@ class Evaluator:
         if self.gsm8k:
             res.update(score_gsm8k(model, tok, self.gsm8k, self.gsm8k_max_new_tokens, bs))
             self.metrics.set("minillm_gsm8k_accuracy", res["gsm8k_accuracy"])
+        del model
+        mx.clear_cache()  # idle between checkpoints: leave the GPU to the learner
         state = path / "state.json"
         step = json.loads(state.read_text())["step"] if state.is_file() else None
         if "accuracy" in res:

@@ -50,7 +50,11 @@ class Learner:
         reuse: int = 1,
         reuse_window: int = 4096,
         bucket_sizes: list[int] | None = None,
+        gpu_memory: float | None = None,
     ):
+        from minillm.gpu_memory import cap
+
+        cap(gpu_memory, "learner_gpu_memory")
         self.shard_dir, self.train_cfg = shard_dir, dict(train)
         self.model_spec, self.init_from, self.resume = (
             model or {"preset": "tiny"},

@@ -62,10 +62,12 @@ class RLConfig(RayConfig):
     bench_samples: int = 64
     resume: bool = False
     worker_gpus: float = 0.0
+    worker_gpu_memory: float = 0.1  # on CUDA, each rollout worker's share of the card
     status_interval_s: float = 10.0
     sequential: bool = False  # rollout, then train, no overlap (the baseline of bench_rl)
 
     def __post_init__(self):
+        self.check_gpu_memory("worker_gpu_memory")
         if not self.init_from:
             raise ValueError("RL needs --init_from CKPT (an SFT'd model; see --warmup_steps)")
         G = self.samples_per_prompt
@@ -234,7 +236,7 @@ class RLRun(Driver):
         self.workers = [
             ray.remote(RolloutWorker)
             .options(name=f"rollout-{i}", num_cpus=0, num_gpus=cfg.worker_gpus, max_restarts=-1)
-            .remote(*worker_args(cfg, i, recs))
+            .remote(*worker_args(cfg, i, recs), gpu_memory=cfg.worker_gpu_memory)
             for i in range(cfg.workers)
         ]
         self.learner = (
@@ -245,13 +247,13 @@ class RLRun(Driver):
                 num_gpus=cfg.learner_gpus,
                 max_concurrency=4,
             )
-            .remote(*learner_args(cfg, self.buffer))
+            .remote(*learner_args(cfg, self.buffer), gpu_memory=cfg.learner_gpu_memory)
         )
         if cfg.run_eval or cfg.run_bench:
             self.evaluator = (
                 ray.remote(Evaluator)
                 .options(name="evaluator", num_cpus=0)
-                .remote(*evaluator_args(cfg, eval_records))
+                .remote(*evaluator_args(cfg, eval_records), gpu_memory=cfg.eval_gpu_memory)
             )
         self.actors = [a for a in (self.buffer, *self.workers, self.learner, self.evaluator) if a]
         t = time.time()

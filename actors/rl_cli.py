@@ -92,6 +92,10 @@ def build_parser() -> argparse.ArgumentParser:
     a("--learner_gpus", type=float, default=None,
       help="GPUs the learner reserves (default: 1 when the cluster has one, else 0)")  # fmt: skip
     a("--worker_gpus", type=float, default=0.0)
+    a("--learner_gpu_memory", type=float, default=0.6,
+      help="on CUDA, the share of the GPU's memory the learner keeps to (arrays + cache)")  # fmt: skip
+    a("--worker_gpu_memory", type=float, default=0.1, help="on CUDA, the share of the GPU's memory each rollout worker keeps to")
+    a("--eval_gpu_memory", type=float, default=0.15, help="on CUDA, the share of the GPU's memory the evaluator keeps to")
     a("--dashboard_host", default="127.0.0.1")
     a("--dashboard_port", type=int, default=8265)
     return p
@@ -163,6 +167,8 @@ def config_from(ns: argparse.Namespace, init_from: str) -> RLConfig:
         eval_max_new_tokens=ns.eval_max_new_tokens, bench_samples=ns.bench_samples,
         address=ns.address, resume=ns.resume, num_cpus=ns.num_cpus, num_gpus=ns.num_gpus,
         learner_gpus=ns.learner_gpus, worker_gpus=ns.worker_gpus,
+        learner_gpu_memory=ns.learner_gpu_memory, worker_gpu_memory=ns.worker_gpu_memory,
+        eval_gpu_memory=ns.eval_gpu_memory,
         dashboard_host=ns.dashboard_host, dashboard_port=ns.dashboard_port,
         sequential=ns.sequential,
     )  # fmt: skip

@@ -130,7 +130,11 @@ class RLLearner:
         ref_from: str | None = None,
         resume: bool = False,
         publish_interval: int = 1,
+        gpu_memory: float | None = None,
     ):
+        from minillm.gpu_memory import cap
+
+        cap(gpu_memory, "learner_gpu_memory")
         self.buffer, self.train_cfg, self.grpo = buffer, dict(train), GRPOConfig(**grpo)
         self.init_from, self.ref_from, self.resume = init_from, ref_from, resume
         self.groups_per_step, self.total_steps = groups_per_step, total_steps

@@ -62,8 +62,12 @@ class RolloutWorker:
         seed: int = 1337,
         lang: str = "en",
         max_seq_len: int | None = None,
+        gpu_memory: float | None = None,
     ):
         from minillm.checkpoint import load
+        from minillm.gpu_memory import cap
+
+        cap(gpu_memory, "worker_gpu_memory")
 
         self.index = index
         pin(f"rollout-{index}")

@@ -281,7 +281,7 @@ def stage_b(P: dict, out: Path, a: dict) -> dict:
     log = out / "B.log"
     serve = [PY, "-m", "minillm.serve", "--checkpoint", a["checkpoint"], "--port", port,
              "--model_name", name, "--max_batch", B["max_batch"], "--max_pending", 1024,
-             "--max_num_predict", 256, "--quiet"]  # fmt: skip
+             "--max_num_predict", 256, "--gpu_memory", 0.2, "--quiet"]  # fmt: skip
     print(f"[stages] $ {' '.join(map(str, serve))}", flush=True)
     with log.open("a", encoding="utf-8") as f:
         server = subprocess.Popen([str(c) for c in serve], cwd=ROOT, stdout=f,

@@ -345,6 +345,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=10.0,
         help="how long a new batch waits for more requests to join it",
     )
+    p.add_argument(
+        "--gpu_memory",
+        type=float,
+        default=None,
+        help="on CUDA, the share of the GPU's memory this server keeps to (when it shares one)",
+    )
     p.add_argument("--quiet", action="store_true", help="no per-request log lines")
     return p
 
@@ -357,7 +363,10 @@ def main(argv: list[str] | None = None) -> int:
     if not 0 <= ns.port < 65536:
         raise ValueError(f"--port={ns.port} must be in 0..65535")
 
+    from minillm.gpu_memory import cap
     from minillm.infer import load_with_adapters
+
+    cap(ns.gpu_memory, "--gpu_memory")
 
     model, tokenizer = load_with_adapters(
         ns.checkpoint, ns.tokenizer_path, ns.dtype, ns.adapter_path

@@ -50,3 +50,31 @@ def test_learner_takes_a_gpu_only_when_there_is_one():
     cfg = RayConfig(learner_gpus=0.5)  # an explicit choice stays
     resolve_gpus(cfg, FakeRay(1))
     assert cfg.learner_gpus == 0.5
+
+
+def test_gpu_memory_shares_are_checked_before_ray_starts():
+    import pytest
+
+    from actors.distill import DistillConfig
+    from actors.rl import RLConfig
+
+    with pytest.raises(ValueError, match="learner_gpu_memory must be a fraction"):
+        DistillConfig(teacher="oracle", learner_gpu_memory=0.0, train={"max_steps": 1})
+    with pytest.raises(ValueError, match=r"eval_gpu_memory .* got 1.5"):
+        DistillConfig(teacher="oracle", eval_gpu_memory=1.5, train={"max_steps": 1})
+    with pytest.raises(ValueError, match="worker_gpu_memory"):
+        RLConfig(init_from="x", worker_gpu_memory=-0.1, train={"max_steps": 1})
+
+
+def test_gpu_memory_cap_changes_nothing_off_cuda():
+    import mlx.core as mx
+    import pytest
+
+    from minillm.gpu_memory import cap
+
+    if mx.cuda.is_available():
+        pytest.skip("the CUDA path is measured by launch/stages.py on a GPU")
+    before = mx.set_cache_limit(1 << 30)
+    mx.set_cache_limit(before)
+    assert cap(0.5) is None and cap(None) is None
+    assert mx.set_cache_limit(before) == before  # the limit was left as it was
