@@ -94,8 +94,18 @@ def build_parser() -> argparse.ArgumentParser:
     a("--worker_gpus", type=float, default=0.0)
     a("--learner_gpu_memory", type=float, default=0.6,
       help="on CUDA, the share of the GPU's memory the learner keeps to (arrays + cache)")  # fmt: skip
-    a("--worker_gpu_memory", type=float, default=0.1, help="on CUDA, the share of the GPU's memory each rollout worker keeps to")
-    a("--eval_gpu_memory", type=float, default=0.15, help="on CUDA, the share of the GPU's memory the evaluator keeps to")
+    a(
+        "--worker_gpu_memory",
+        type=float,
+        default=0.1,
+        help="on CUDA, the share of the GPU's memory each rollout worker keeps to",
+    )
+    a(
+        "--eval_gpu_memory",
+        type=float,
+        default=0.15,
+        help="on CUDA, the share of the GPU's memory the evaluator keeps to",
+    )
     a("--dashboard_host", default="127.0.0.1")
     a("--dashboard_port", type=int, default=8265)
     return p
