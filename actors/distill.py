@@ -417,6 +417,9 @@ class Run(Driver):
                 result is not None or (self.learner is None and (self.store_closed or failed))
             ):
                 break
+        if self.learner:
+            st = ray.get(self.learner.status.remote())
+            self.release(self.learner)
         self.maybe_eval(final=True)
         errors = sum(self.counts["errors"].values())
         if cfg.max_failures and errors >= cfg.max_failures:
@@ -426,8 +429,6 @@ class Run(Driver):
                 "--max_failures; 0 = unlimited)"
             )
         final = ray.get(self.store.summary.remote())
-        if self.learner:
-            st = ray.get(self.learner.status.remote())
         print(self.status_line(t0, st), flush=True)
         self.log.write(self.status_record(t0, st))
         result = result or {"losses": []}

@@ -286,6 +286,14 @@ class Driver:
                 raise DistillError(f"learner: {e.cause}") from None
             raise
 
+    def release(self, *actors) -> None:
+        """Stop actors whose work is done before the final evaluation, so the GPU memory they
+        hold (a learner's MLX cache, its graphs) is free for the evaluator."""
+        for a in actors:
+            if a is not None:
+                self.ray.kill(a)
+                self.actors = [b for b in self.actors if b is not a]
+
     def shutdown(self) -> None:
         for a in self.actors:
             try:

@@ -365,6 +365,7 @@ class RLRun(Driver):
                 break
         for ref in list(self.outstanding):  # rollouts of a finished run are not needed
             ray.cancel(ref)
+        self.release(self.learner, *self.workers)
         self.maybe_eval(final=True)
         return {
             "learner": {k: v for k, v in result.items() if k != "losses"},

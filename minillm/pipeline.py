@@ -318,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
         "--smoke_test",
         dest="smoke",
         action="store_true",
-        help="shipped data, tiny model, no network; output deleted unless CLEANUP_SMOKE=0",
+        help="shipped data, tiny model, no network; out/smoke is kept (CLEANUP_SMOKE=1 deletes it)",
     )
     p.add_argument("--download-only", dest="download_only", action="store_true")
     p.add_argument("--infer-only", "--infer-demo", dest="infer_only", action="store_true")
@@ -339,8 +339,10 @@ def main(argv: list[str] | None = None) -> int:
     ns = p.parse_args(argv)
     s = settings(ns.smoke)
     out = Path(s["OUT_DIR"])
-    cleanup = ns.smoke and os.environ.get("CLEANUP_SMOKE", "1") != "0"
-    if ns.smoke and out.exists() and cleanup:
+    # a smoke run keeps out/smoke for the README's next commands (a rerun skips what is done);
+    # CLEANUP_SMOKE=1 starts it fresh and deletes it at the end
+    cleanup = ns.smoke and os.environ.get("CLEANUP_SMOKE", "0") == "1"
+    if cleanup and out.exists():
         shutil.rmtree(out)
     t0 = time.time()
     try:
@@ -396,7 +398,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if cleanup and out.exists():
             shutil.rmtree(out)
-            print(f"[pipeline] removed {out} (CLEANUP_SMOKE=0 keeps it)")
+            print(f"[pipeline] removed {out} (CLEANUP_SMOKE=1)")
     return 0
 
 

@@ -14,7 +14,8 @@ from minillm.blas import openblas_path
 
 
 def run_pipeline(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
-    full_env = {**os.environ, "CLEANUP_SMOKE": "0", **env}
+    full_env = {k: v for k, v in os.environ.items() if k != "CLEANUP_SMOKE"}  # the default keeps
+    full_env.update(env)
     r = subprocess.run(
         [sys.executable, "-m", "minillm.pipeline", *args],
         cwd=cwd,

@@ -30,7 +30,9 @@ class TrainConfig:
     epochs: float = _f(1.0, "passes over the data when max_steps is not set")
     learning_rate: float = _f(3e-4, "peak learning rate (after warmup)")
     weight_decay: float = _f(0.1, "decoupled weight decay, applied to >=2-D weights only")
-    warmup_steps: int = _f(100, "linear warmup steps before cosine decay")
+    warmup_steps: int | None = _f(
+        None, "linear warmup steps before cosine decay; default: 100, at most 10%% of the run"
+    )
     min_lr_ratio: float = _f(0.1, "cosine decays to min_lr_ratio * learning_rate at the last step")
     grad_clip: float = _f(1.0, "global gradient-norm clip (0 disables clipping)")
     optimizer: str = _f("adamw", "adamw | adafactor | lion", choices=OPTIMIZERS)
@@ -98,8 +100,9 @@ class TrainConfig:
         for name in ("seq_len", "batch_size", "accum_steps", "log_interval"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)} must be >= 1")
+        if self.warmup_steps is not None and self.warmup_steps < 0:
+            raise ValueError(f"warmup_steps={self.warmup_steps} must be >= 0 (0 disables it)")
         for name in (
-            "warmup_steps",
             "checkpoint_every_n",
             "logits_chunk_size",
             "lora_r",
@@ -116,7 +119,7 @@ class TrainConfig:
                     f"max_steps={self.max_steps} must be >= 1; leave it unset to "
                     "train for `epochs` passes over the data"
                 )
-            if self.warmup_steps >= self.max_steps:
+            if self.warmup_steps is not None and self.warmup_steps >= self.max_steps:
                 raise ValueError(
                     f"warmup_steps={self.warmup_steps} leaves no decay phase in "
                     f"max_steps={self.max_steps}; set warmup_steps below "
@@ -170,6 +173,12 @@ class TrainConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
 
+    def warmup_for(self, total_steps: int) -> int:
+        """`warmup_steps`, or by default 100 steps but at most 10% of `total_steps`."""
+        if self.warmup_steps is not None:
+            return self.warmup_steps
+        return min(100, total_steps // 10)
+
     def steps_for(self, num_batches: int | None = None) -> int:
         """Optimizer steps of the run: `max_steps`, else `epochs` passes over `num_batches`
         micro-batches per epoch, `accum_steps` of them per step."""
@@ -181,7 +190,7 @@ class TrainConfig:
                 "micro-batch count per epoch"
             )
         steps = max(1, math.ceil(self.epochs * num_batches / self.accum_steps))
-        if self.warmup_steps >= steps:
+        if self.warmup_steps is not None and self.warmup_steps >= steps:
             raise ValueError(
                 f"warmup_steps={self.warmup_steps} >= the run's {steps} steps; set "
                 f"warmup_steps below {steps} (e.g. {steps // 10})"

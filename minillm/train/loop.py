@@ -213,7 +213,7 @@ def train(
         mx.random.seed(cfg.seed)
     _prepare(model, cfg)
     optimizer = build_optimizer(
-        cfg, lr_schedule(cfg.learning_rate, cfg.warmup_steps, total, cfg.min_lr_ratio)
+        cfg, lr_schedule(cfg.learning_rate, cfg.warmup_for(total), total, cfg.min_lr_ratio)
     )
     optimizer.init(model.trainable_parameters())
     step, tokens_seen, resumed_from = 0, 0, None
