@@ -1,7 +1,9 @@
 """`minillm plot RUN_DIR`: (re)draw a run's training curves as PNG files in RUN_DIR/plots/.
 
 Reads RUN_DIR/metrics.jsonl (written by `minillm train`, also while it runs) and writes
-loss.png, lr.png, tok_s.png and grad_norm.png; `minillm train` does the same at its end.
+one PNG per curve (loss, lr, tok/s, grad norm; reward, KL, clip share for an RL run;
+held-out accuracy over wall time for a distillation or RL run) and run.png with all of them;
+`minillm train`, `launch/distill.py` and `launch/rl.py` do the same at their end.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
         "run_dir",
         nargs="+",
         metavar="RUN_DIR",
-        help="run folder(s) holding metrics.jsonl (--out_dir of `minillm train`)",
+        help="run folder(s) holding metrics.jsonl (the --out_dir of a train, distill or RL run)",
     )
     ns = p.parse_args(argv)
 
