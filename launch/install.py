@@ -45,9 +45,13 @@ def pip_command(backend: str, test: bool) -> list[str]:
 
 
 def torch_cpu_commands() -> list[list[str]]:
-    """Ways to get PyTorch's CPU build, tried in order: a local wheel, then the CPU index."""
+    """Ways to get PyTorch's CPU build, tried in order: a wheel in pip's local `find-links`
+    (its dependencies then come with the test extra), then PyTorch's CPU index."""
     pip = [sys.executable, "-m", "pip", "install", "-q"]
-    return [[*pip, "--no-index", "torch"], [*pip, "torch", "--index-url", TORCH_CPU_INDEX]]
+    return [
+        [*pip, "--no-index", "--no-deps", "torch"],
+        [*pip, "torch", "--index-url", TORCH_CPU_INDEX],
+    ]
 
 
 def has_torch() -> bool:
