@@ -10,7 +10,7 @@ import os
 import sys
 
 from actors.distill import DistillConfig, run
-from actors.driver import ActorDied, with_resume
+from actors.driver import ActorDied, summary, with_resume
 
 # model-shape flags that override the preset (same names as ModelArgs)
 MODEL_DIMS = (
@@ -302,6 +302,12 @@ def main(argv: list[str] | None = None) -> int:
         ),
         flush=True,
     )
+    held = []
+    if res["evals"]:
+        e = res["evals"][-1]
+        per = " ".join(f"{c}={a:.2f}" for c, a in e["per_category"].items())
+        held.append(f"step {e['step']}: accuracy {e['accuracy']:.3f} (n={e['n']}) {per}")
+    print(summary("distill", cfg.out_dir, res, held), flush=True)
     return 0
 
 

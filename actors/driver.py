@@ -153,8 +153,13 @@ def init_ray(cfg: RayConfig) -> bool:
     if ray.is_initialized():
         return False
     env = runtime_env()
+    log = quiet_ray(getattr(cfg, "out_dir", None))
+    where = cfg.address or f"a local Ray ({cfg.num_cpus or 'all'} CPUs)"
+    print(f"[ray] connecting to {where}", flush=True)
     if cfg.address:
-        ctx = ray.init(address=cfg.address, namespace="minillm", runtime_env=env)
+        ctx = ray.init(
+            address=cfg.address, namespace="minillm", runtime_env=env, configure_logging=False
+        )
     else:
         if cfg.dashboard_host in LOOPBACK:
             loopback_only()
@@ -171,16 +176,75 @@ def init_ray(cfg: RayConfig) -> bool:
             dashboard_host=cfg.dashboard_host,
             dashboard_port=port,
             runtime_env=env,
+            configure_logging=False,
         )
+    quiet_ray(getattr(cfg, "out_dir", None))  # again: ray.init cleared the "ray" handlers
     url = getattr(ctx, "dashboard_url", None)
-    print(
-        f"[ray] dashboard: http://{url}" if url else "[ray] dashboard: off",
-        flush=True,
-    )
+    WHERE.update(dashboard=f"http://{url}" if url else None, ray_log=log)
+    line = f"[ray] dashboard: http://{url}" if url else "[ray] dashboard: off"
+    print(line + (f" (Ray's own log: {log})" if log else ""), flush=True)
     return True
 
 
+def quiet_ray(log_dir: Any) -> Path | None:
+    """Keep Ray's own log records (its start-up banner, the token-auth notice, deprecation
+    warnings) out of the terminal: they go to `log_dir/logs/ray.log`, errors to stderr as well.
+    The actors' prints still reach the terminal, without colour codes when stdout is not one.
+    Returns the log file (None without `log_dir`: Ray's warnings then go to stderr)."""
+    import logging
+    import os
+
+    if not sys.stdout.isatty():
+        os.environ.setdefault("RAY_COLOR_PREFIX", "0")
+    errors = logging.StreamHandler(sys.stderr)
+    errors.setLevel(logging.ERROR if log_dir else logging.WARNING)
+    handlers: list[logging.Handler] = [errors]
+    path = None
+    if log_dir:
+        path = Path(log_dir) / "logs" / "ray.log"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(path, encoding="utf-8"))
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # ray.init(configure_logging=False) clears the "ray" logger's handlers, so the records it
+    # logs while starting are caught one level down; "ray" gets the same handlers for the rest
+    for name in ("ray", "ray._private"):
+        logger = logging.getLogger(name)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+        for h in [h for h in logger.handlers if getattr(h, "minillm", False)]:
+            logger.removeHandler(h)
+            h.close()
+        for h in handlers:
+            h.minillm = True  # type: ignore[attr-defined]
+            h.setFormatter(fmt)
+            logger.addHandler(h)
+    return path
+
+
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+WHERE: dict[str, Any] = {"dashboard": None, "ray_log": None}  # of the Ray init_ray started
+
+
+def summary(tag: str, out_dir: Any, res: dict, held_out: list[str]) -> str:
+    """The block a run ends with: where its checkpoint, metrics, plots, logs and dashboard
+    are, and its final held-out numbers (`held_out` lines)."""
+    from minillm.train.state import list_checkpoints
+
+    out = Path(out_dir)
+    ckpts = list_checkpoints(out) if out.is_dir() else []
+    step = res.get("learner", {}).get("step")
+    rows = [("checkpoint", f"{ckpts[-1][1]}  (step {step}, {res.get('seconds', 0):.0f} s)"
+             if ckpts else "none saved")]  # fmt: skip
+    rows.append(("metrics", str(out / "metrics.jsonl")))
+    plots = res.get("plots") or []
+    run_png = [p for p in plots if Path(p).name == "run.png"]
+    rows.append(("plots", str(run_png[0]) if run_png else (str(plots[0]) if plots else "none")))
+    if WHERE["ray_log"]:
+        rows.append(("Ray log", str(WHERE["ray_log"])))
+    if WHERE["dashboard"]:
+        rows.append(("dashboard", f"{WHERE['dashboard']} (a local Ray's stops with the run)"))
+    rows += [("held-out", h) for h in held_out] or [("held-out", "not evaluated")]
+    return "\n".join([f"[{tag}] summary", *(f"  {k:<11} {v}" for k, v in rows)])
 
 
 def port_free(host: str, port: int) -> bool:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from actors.distill_cli import env
 from actors.driver import ActorDied, with_resume
+from actors.driver import summary as run_summary
 from actors.rl import RLConfig, run
 
 
@@ -220,6 +221,12 @@ def main(argv: list[str] | None = None) -> int:
         "seconds": round(res["seconds"], 1),
     }
     print("[rl] done " + json.dumps(summary), flush=True)
+    held = []
+    for label, e in (("before", res["before"]), ("after", (res["evals"] or [None])[-1])):
+        if e and "gsm8k_accuracy" in e:
+            at = f" (step {e['step']})" if e.get("step") is not None else ""
+            held.append(f"{label}{at}: {ns.eval_data_path} accuracy {e['gsm8k_accuracy']:.3f}")
+    print(run_summary("rl", cfg.out_dir, res, held), flush=True)
     return 0
 
 

@@ -227,3 +227,30 @@ def test_local_paths_pass_through(tmp_path):
     ) == [str(existing)]
     with pytest.raises(ValueError, match="empty data spec"):
         resolve_data_spec(" , ", task="sft", data_dir=str(tmp_path))
+
+
+def test_no_disk_space_is_one_line_before_any_download(server, tmp_path, monkeypatch):
+    """A corpus bigger than the free space is refused from its size (metadata or HEAD), before
+    a byte is fetched; the disk is the real one, its free space reported as 10 MB."""
+    import shutil
+    from collections import namedtuple
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(1 << 40, 0, 10 * MB))
+    server.files["pretrain_hq.jsonl"] = b"x" * (3 * MB)
+    kw = dict(task="pretrain", data_dir=str(tmp_path), hf_endpoint=server.url, progress=False)
+    with pytest.raises(ValueError) as e:
+        resolve_data_spec("minimind", **kw)
+    msg = str(e.value)
+    assert (
+        "not enough disk space for" in msg and "pretrain_hq.jsonl: 3 MB needed, 10 MB free" in msg
+    )
+    assert "--data_dir" in msg and "\n" not in msg
+    assert server.gets() == [] and not (tmp_path / "pretrain_hq.jsonl").exists()
+    server.files["corpus.jsonl"] = b"c" * (2 * MB)
+    with pytest.raises(ValueError, match="2 MB needed, 10 MB free"):
+        url_download(f"{server.url}/files/corpus.jsonl", data_dir=tmp_path, progress=False)
+    assert "/files/corpus.jsonl" not in server.gets()
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(1 << 40, 0, 1 << 30))
+    [path] = resolve_data_spec("minimind", **kw)  # with room it downloads
+    assert Path(path).stat().st_size == 3 * MB

@@ -77,3 +77,12 @@ def test_train_with_max_steps_below_100_and_no_warmup_flag_runs(tmp_path, capsys
     assert "[train] done" in out
     run = json.loads((tmp_path / "run" / "run.json").read_text())
     assert run["config"]["warmup_steps"] is None
+
+
+@pytest.mark.parametrize(
+    "script", sorted(p.name for p in (ROOT / "launch").glob("*.py") if p.name != "__init__.py")
+)
+def test_launch_scripts_run_from_another_directory(script, tmp_path):
+    r = subprocess.run([sys.executable, str(ROOT / "launch" / script), "--help"], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert r.returncode == 0 and "usage:" in r.stdout, r.stderr[-2000:]

@@ -33,6 +33,8 @@ def rl_run(tmp_path, sft: str, paths: dict, seed: str) -> tuple[float, list, lis
     done = [x for x in r.stdout.splitlines() if x.startswith("[rl] done ")]
     summary = json.loads(done[-1][len("[rl] done ") :])
     assert summary["before"]["gsm8k_n"] == 400
+    block = r.stdout[r.stdout.index("[rl] summary") :]
+    assert "held-out    before: " in block and "held-out    after (step 30): " in block, block
     curve = [(e["step"], e["gsm8k_accuracy"]) for e in summary["evals"]]
     print(f"seed {seed}: held-out accuracy {summary['before']['gsm8k_accuracy']:.3f} -> {curve}")
     assert (out / "plots").is_dir() and any((out / "plots").glob("*.png"))

@@ -287,6 +287,24 @@ def test_default_host_and_ctrl_c(tiny_ckpt):
             p.kill()
 
 
+def test_port_in_use_is_one_line_naming_the_fix(tiny_ckpt):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        r = subprocess.run(
+            [sys.executable, "-m", "minillm.serve", "--checkpoint", tiny_ckpt, "--port", str(port)],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr.strip().splitlines()[-1] == (
+        f"minillm serve: error: cannot listen on 127.0.0.1:{port} (Address already in use); "
+        "pick another --port"
+    )
+
+
 def raw_exchange(url: str, data: bytes) -> bytes:
     """Send raw bytes on one connection, half-close it, and read until the server closes."""
     import socket

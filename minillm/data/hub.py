@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -106,6 +108,28 @@ def _hub_error(what: str, endpoint: str, e: Exception) -> Exception:
     )
 
 
+def check_disk(what: str, size: int | None, data_dir: str | os.PathLike) -> None:
+    """ValueError of one line when `data_dir`'s disk has less free space than `size` bytes
+    (plus 64 MiB to spare), before anything is downloaded."""
+    if not size:
+        return
+    free = shutil.disk_usage(data_dir).free
+    if size + (64 << 20) > free:
+        raise ValueError(
+            f"not enough disk space for {what}: {size / 2**20:.0f} MB needed, "
+            f"{free / 2**20:.0f} MB free in {Path(data_dir).resolve()}; free some space or "
+            "pass --data_dir on a disk with room"
+        )
+
+
+def _no_space(what: str, data_dir: str | os.PathLike, e: OSError) -> ValueError:
+    return ValueError(
+        f"the disk filled up while downloading {what} into {Path(data_dir).resolve()} "
+        f"({e.strerror}); nothing partial was kept. Free some space or pass --data_dir on a "
+        "disk with room"
+    )
+
+
 def hub_download(
     repo_id: str,
     filename: str,
@@ -138,6 +162,7 @@ def hub_download(
         meta = get_hf_file_metadata(url, endpoint=endpoint)
         if meta.size is not None and _limit(max_mb) is not None and meta.size > _limit(max_mb):
             raise _too_large(what, max_mb, meta.size)
+        check_disk(what, meta.size, data_dir)
         with _plain_http():
             hf_hub_download(
                 repo_id,
@@ -153,6 +178,11 @@ def hub_download(
         raise
     except (HfHubHTTPError, *_HTTP_ERRORS) as e:
         raise _hub_error(what, endpoint, e) from None
+    except OSError as e:
+        if e.errno != errno.ENOSPC:
+            raise
+        (Path(data_dir) / filename).unlink(missing_ok=True)
+        raise _no_space(what, data_dir, e) from None
     return dest
 
 
@@ -181,6 +211,7 @@ def url_download(
             if cap is not None and size > cap:
                 raise _too_large(url, max_mb, size)
             dest.parent.mkdir(parents=True, exist_ok=True)
+            check_disk(url, size, dest.parent)
             with client.stream("GET", url) as r, open(tmp, "wb") as f:
                 r.raise_for_status()
                 total = int(r.headers.get("Content-Length", 0)) or size or None
@@ -210,6 +241,10 @@ def url_download(
             f"cannot download {url} ({type(e).__name__}: {e}); "
             "check the URL or pass a local file path"
         ) from None
+    except OSError as e:
+        if e.errno != errno.ENOSPC:
+            raise
+        raise _no_space(url, data_dir, e) from None
     finally:
         tmp.unlink(missing_ok=True)
     return dest
