@@ -302,6 +302,23 @@ def run_rl(s: dict[str, str], out: Path, init_from: str) -> Path:
     return latest(run_dir)
 
 
+def summary_block(out: Path, ckpt: Path | None, student: Path | None, policy: Path | None) -> str:
+    """Where each stage's model and curves are, and what the stages measured."""
+    rows = []
+    for name, path in (("SFT model", ckpt), ("distilled", student), ("RL policy", policy)):
+        if path is not None:
+            rows.append((name, str(path)))
+    plots = sorted(str(p) for p in out.glob("*/plots/run.png"))
+    rows += [("plots", p) for p in plots]
+    if student is not None:
+        rows.append(("held-out", f"distilled: {eval_line(student.parent.parent)}"))
+    if policy is not None:
+        rows.append(("held-out", f"RL: {rl_line(policy.parent.parent)}"))
+    if ckpt is not None:
+        rows.append(("talk to it", f"minillm chat --checkpoint {ckpt}"))
+    return "\n".join(["[pipeline] summary", *(f"  {k:<11} {v}" for k, v in rows)])
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     extra: list[str] = []
@@ -395,6 +412,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[pipeline] RL policy: {policy} ({rl_line(policy.parent.parent)})")
         last = policy or student or ckpt
         print(f"[pipeline] done in {time.time() - t0:.0f}s; last checkpoint {last}")
+        print(summary_block(out, ckpt, student, policy), flush=True)
     finally:
         if cleanup and out.exists():
             shutil.rmtree(out)

@@ -6,26 +6,38 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from minillm.blas import openblas_path
 
 
-def run_pipeline(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
+def run_pipeline(cwd: Path, *args: str, **env: str) -> SimpleNamespace:
+    """The pipeline's exit code, its output (stderr merged, through a pipe as in CI or `| tee`)
+    and `gaps`: the seconds before its first line and between its lines."""
     full_env = {k: v for k, v in os.environ.items() if k != "CLEANUP_SMOKE"}  # the default keeps
     full_env.update(env)
-    r = subprocess.run(
-        [sys.executable, "-m", "minillm.pipeline", *args],
-        cwd=cwd,
-        env=full_env,
-        capture_output=True,
-        text=True,
-        timeout=1200,
-    )
-    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
-    return r
+    t0 = time.monotonic()
+    p = subprocess.Popen([sys.executable, "-m", "minillm.pipeline", *args], cwd=cwd,
+                         env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         text=True)  # fmt: skip
+    lines, times = [], [0.0]
+    for line in p.stdout:
+        lines.append(line.rstrip("\n"))
+        times.append(time.monotonic() - t0)
+    rc = p.wait(timeout=1200)
+    out = "\n".join(lines)
+    assert rc == 0, out[-4000:]
+    gaps = [(b - a, line) for a, b, line in zip(times, times[1:], lines, strict=False)]
+    return SimpleNamespace(returncode=rc, stdout=out, gaps=gaps)
+
+
+def quiet_spells(r: SimpleNamespace, limit: float = 10.0) -> list[tuple[float, str]]:
+    """(seconds, the line that ended it) of every silence over `limit` seconds."""
+    return [(round(g, 1), line[:80]) for g, line in r.gaps if g > limit]
 
 
 def losses(run_dir: Path) -> list[float]:
@@ -81,5 +93,9 @@ def test_full_smoke_loss_falls_and_model_knows_its_name(tmp_path):
     assert pre[0] - pre[-1] > 3.0, pre
     assert sft[-1] < sft[0], sft
     assert "identity answer mentions MiniLLM: yes" in r.stdout, r.stdout[-1500:]
+    assert not quiet_spells(r), quiet_spells(r)  # a line at least every 10 s, through a pipe
+    assert r.gaps[0][0] < 5 and "\x1b[" not in r.stdout and "\r" not in r.stdout
     assert "distilled student:" in r.stdout and "held-out synthetic accuracy" in r.stdout
     assert "RL policy:" in r.stdout and "4 GRPO steps" in r.stdout
+    block = r.stdout[r.stdout.index("[pipeline] summary") :]
+    assert "talk to it  minillm chat --checkpoint" in block and "held-out    RL:" in block
