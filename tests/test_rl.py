@@ -100,7 +100,7 @@ def test_rollouts_overlap_training_with_versioned_weights(data, tmp_path):
                  "minillm_learner_loss", "minillm_rl_clip_fraction"):  # fmt: skip
         assert f"ray_{name}" in text, name
     plots = {Path(p).name for p in res["plots"]}
-    assert {"reward.png", "pass_rate.png", "gsm8k_accuracy.png", "loss.png"} <= plots
+    assert {"reward.png", "pass_rate.png", "accuracy.png", "loss.png", "run.png"} <= plots
 
 
 def test_resume_repeats_no_prompt(data, tmp_path):
