@@ -63,7 +63,7 @@ class RLConfig(RayConfig):
     resume: bool = False
     worker_gpus: float = 0.0
     worker_gpu_memory: float = 0.1  # on CUDA, each rollout worker's share of the card
-    status_interval_s: float = 10.0
+    status_interval_s: float = 5.0
     sequential: bool = False  # rollout, then train, no overlap (the baseline of bench_rl)
 
     def __post_init__(self):
