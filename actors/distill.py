@@ -15,121 +15,24 @@ store ignores a lease it already holds, so nothing is lost or written twice.
 from __future__ import annotations
 
 import json
-import math
 import time
 from collections import Counter, deque
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from actors.driver import DistillError, Driver, RayConfig, drive, resolve_init_from
+from actors.driver import (
+    ActorDied,
+    DistillError,
+    Driver,
+    drive,
+    resolve_init_from,
+    summary,
+    with_resume,
+)
 from actors.driver import init_ray as init_ray  # imported from here by launchers and tests
 from actors.driver import runtime_env as runtime_env
-
-TEACHERS = ("ollama", "openai", "oracle")
-
-
-@dataclass
-class DistillConfig(RayConfig):
-    """Every setting of a distillation run (the launch script maps flags and env vars here)."""
-
-    out_dir: str = "out/mlx_distill"
-    teacher: str = "ollama"
-    ollama_url: str | None = None
-    ollama_model: str | None = None
-    base_url: str | None = None
-    think: bool = False
-    temperature: float = 0.2
-    top_p: float = 0.95
-    max_new_tokens: int = 512
-    timeout_s: float = 600.0
-    retries: int = 3
-    max_failures: int = 200
-    workers: int = 8
-    inflight: int = 4
-    lease_size: int = 32
-    cold_samples: int = 512
-    total_samples: int = 20000
-    max_tasks: int = 0
-    oracle_delay_s: float = 0.0
-    max_lag: int = 4096
-    task_seed: int = 1337
-    weights: dict | None = None
-    lang: str = "both"
-    data_jsonl: str | None = None
-    init_from: str | None = None
-    model: dict = field(default_factory=lambda: {"preset": "200mb"})
-    tokenizer_path: str | None = None
-    train: dict = field(default_factory=dict)
-    reuse: int = 1
-    reuse_window: int = 4096
-    bucket_sizes: list[int] | None = None
-    max_seconds: float = 0.0
-    eval_interval: int = 0
-    eval_samples: int = 64
-    eval_batch_size: int = 64
-    eval_max_new_tokens: int = 128
-    eval_seed: int = 10_000
-    resume: bool = False
-    status_interval_s: float = 5.0
-    learner: bool = True
-
-    def __post_init__(self):
-        self.check_gpu_memory()
-        if self.teacher not in TEACHERS:
-            raise ValueError(
-                f"--teacher must be one of {', '.join(TEACHERS)}, not {self.teacher!r}"
-            )
-        for name, lo in (("workers", 1), ("inflight", 1), ("lease_size", 1), ("cold_samples", 0),
-                         ("total_samples", 0), ("max_lag", 1), ("max_tasks", 0), ("reuse", 1),
-                         ("reuse_window", 1), ("max_seconds", 0), ("eval_batch_size", 1)):  # fmt: skip
-            if getattr(self, name) < lo:
-                raise ValueError(f"{name} must be >= {lo}, got {getattr(self, name)}")
-        if self.teacher == "openai" and not self.base_url:
-            raise ValueError("--teacher openai needs --base_url URL (an OpenAI-compatible server)")
-        self.train = {"out_dir": self.out_dir, **self.train}
-        if self.learner and not self.train.get("max_steps") and not self.total_samples:
-            raise ValueError(
-                "TOTAL_SAMPLES=0 runs forever: set MAX_STEPS so the LR schedule has an end"
-            )
-
-    @property
-    def shard_dir(self) -> Path:
-        return Path(self.out_dir) / "shards"
-
-    def total_steps(self) -> int:
-        if self.train.get("max_steps"):
-            return int(self.train["max_steps"])
-        per_step = self.train.get("batch_size", 8) * self.train.get("accum_steps", 1)
-        return math.ceil(self.total_samples / per_step)
-
-    def teacher_spec(self) -> dict:
-        if self.teacher == "oracle":
-            return {"kind": "oracle", "delay_s": self.oracle_delay_s}
-        opts = {"temperature": self.temperature, "top_p": self.top_p}
-        if self.teacher == "ollama":
-            opts["num_predict"] = self.max_new_tokens
-        else:
-            opts["max_tokens"] = self.max_new_tokens
-        return {
-            "kind": self.teacher,
-            "url": self.ollama_url,
-            "model": self.ollama_model,
-            "base_url": self.base_url,
-            "think": self.think,
-            "options": opts,
-            "timeout": self.timeout_s,
-            "retries": self.retries,
-        }
-
-    def task_config(self) -> dict:
-        """What the lease numbers mean; a resumed store must have been written with the same."""
-        return {
-            "seed": self.task_seed,
-            "weights": self.weights,
-            "lang": self.lang,
-            "lease_size": self.lease_size,
-        }
+from minillm.config.distill import TEACHERS as TEACHERS
+from minillm.config.distill import DistillConfig
 
 
 def _kinds(c: Counter) -> str:
@@ -188,8 +91,8 @@ class Run(Driver):
                 )
                 .remote(
                     str(cfg.shard_dir),
-                    cfg.train,
-                    cfg.model,
+                    cfg.train_dict(),
+                    cfg.model.to_dict(),
                     cfg.init_from,
                     cfg.resume,
                     cfg.cold_samples,
@@ -324,9 +227,10 @@ class Run(Driver):
     # ---- evaluation
     def eval_every(self) -> int:
         """Every `eval_interval` steps, default `save_interval`."""
-        return self.cfg.eval_interval or self.cfg.train.get("save_interval") or 0
+        return self.cfg.eval_interval or self.cfg.train.save_interval or 0
 
-    def eval_line(self, res: dict) -> str:
+    @staticmethod
+    def eval_line(res: dict) -> str:
         per = " ".join(f"{c}={a:.2f}" for c, a in res["per_category"].items())
         return f"step={res['step']} accuracy={res['accuracy']:.3f} n={res['n']} {per}"
 
@@ -468,3 +372,29 @@ def run(cfg: DistillConfig) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     (out / "distill.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n", encoding="utf-8")
     return drive(Run, cfg, plot=(lambda: plot_run(out)) if cfg.learner else None)
+
+
+def launch(cfg: DistillConfig, argv: list[str], prog: str = "minillm distill") -> int:
+    """Run `cfg` (checked) and print the done line and the summary block; an actor's death
+    becomes one line with the command that continues the run."""
+    try:
+        res = run(cfg)
+    except ActorDied as e:
+        raise with_resume(e, cfg.out_dir, prog, argv) from None
+    store = res["store"]
+    done = {
+        "step": res["learner"].get("step"),
+        "rows": store["rows"],
+        "accepted": store["accepted"],
+        "rejected": store["rejected"],
+        "duplicates": store["duplicates"],
+        "errors": store["errors"],
+        "reissued": res["reissued"],
+        "last_eval": res["evals"][-1]["accuracy"] if res["evals"] else None,
+        "timed_out": res["timed_out"],
+        "seconds": round(res["seconds"], 1),
+    }
+    print("[distill] done " + json.dumps(done, ensure_ascii=False), flush=True)
+    held = [Run.eval_line(e) for e in res["evals"][-1:]]
+    print(summary("distill", cfg.out_dir, res, held), flush=True)
+    return 0

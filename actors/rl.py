@@ -14,92 +14,14 @@ than `max_staleness` versions old, so rollout and training overlap with bounded 
 from __future__ import annotations
 
 import json
-import math
 import time
 from collections import deque
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from actors.driver import Driver, RayConfig, drive, resolve_init_from
-
-
-@dataclass
-class RLConfig(RayConfig):
-    """Every setting of an RL run (launch/rl.py maps flags and env vars here)."""
-
-    out_dir: str = "out/mlx_rl"
-    init_from: str = ""
-    ref_from: str | None = None
-    data_path: str = "gsm8k:train"
-    eval_data_path: str = "gsm8k:test"
-    data_dir: str = "dataset/gsm8k"
-    hf_endpoint: str | None = None
-    limit: int | None = None
-    workers: int = 2
-    samples_per_prompt: int = 8
-    num_rollouts: int = 64  # samples per optimizer step (prompts per step = this / G)
-    prompts_per_rollout: int = 4  # prompts in one worker call
-    max_new_tokens: int = 256
-    temperature: float = 0.7
-    top_p: float = 0.95
-    format_weight: float = 0.0
-    clip_eps: float = 0.2
-    clip_eps_high: float | None = None
-    beta: float = 0.0
-    scale_std: bool = True
-    dynamic_sampling: bool = True
-    max_staleness: int = 1
-    max_buffer_groups: int = 0  # 0: groups_per_step x max_staleness (buffered + in flight)
-    seed: int = 1337
-    lang: str = "en"
-    train: dict = field(default_factory=dict)
-    iters: int = 5
-    run_eval: bool = True
-    run_bench: bool = False
-    gsm8k_eval_num: int = 200
-    eval_max_new_tokens: int = 256
-    bench_samples: int = 64
-    resume: bool = False
-    worker_gpus: float = 0.0
-    worker_gpu_memory: float = 0.1  # on CUDA, each rollout worker's share of the card
-    status_interval_s: float = 5.0
-    sequential: bool = False  # rollout, then train, no overlap (the baseline of bench_rl)
-
-    def __post_init__(self):
-        self.check_gpu_memory("worker_gpu_memory")
-        if not self.init_from:
-            raise ValueError("RL needs --init_from CKPT (an SFT'd model; see --warmup_steps)")
-        G = self.samples_per_prompt
-        if G < 2:
-            raise ValueError("samples_per_prompt must be >= 2: GRPO compares replies in a group")
-        if self.num_rollouts % G:
-            raise ValueError(
-                f"num_rollouts={self.num_rollouts} must be a multiple of samples_per_prompt={G}"
-            )
-        self.train = {"out_dir": self.out_dir, **self.train}
-        if not self.train.get("max_steps"):
-            raise ValueError("set MAX_STEPS (--max_steps) for an RL run")
-
-    @property
-    def groups_per_step(self) -> int:
-        return self.num_rollouts // self.samples_per_prompt
-
-    @property
-    def steps_per_iter(self) -> int:
-        return math.ceil(self.train["max_steps"] / max(self.iters, 1))
-
-    def grpo(self) -> dict:
-        return {
-            "group_size": self.samples_per_prompt,
-            "clip_eps": self.clip_eps,
-            "clip_eps_high": self.clip_eps_high,
-            "beta": self.beta,
-            "scale_std": self.scale_std,
-            "dynamic_sampling": self.dynamic_sampling,
-            "max_staleness": self.max_staleness,
-            "temperature": self.temperature,
-        }
+from actors.driver import ActorDied, Driver, drive, resolve_init_from, with_resume
+from actors.driver import summary as run_summary
+from minillm.config.rl import RLConfig
 
 
 def load_records(cfg: RLConfig, spec: str, limit: int | None, split: str = "train") -> list[dict]:
@@ -171,7 +93,7 @@ class FlatWarning:
             self.warned = True
             print(
                 f"[rl] warning: {flat} of {added} groups had equal rewards and were dropped; the "
-                "policy is too weak for this task: warm it up (--warmup_steps) or pass "
+                "policy is too weak for this task: warm it up (--sft_steps) or pass "
                 "--no_dynamic_sampling",
                 flush=True,
             )
@@ -180,7 +102,7 @@ class FlatWarning:
                 f"the last {added - self.good_at} rollout groups all had equal rewards (every "
                 "reply of each prompt right, or every one wrong), so GRPO has nothing to learn "
                 "from; the run stopped. Start from a policy that solves some of the prompts "
-                "(--warmup_steps N for an SFT warm-up, or a better --init_from), use easier "
+                "(--sft_steps N for an SFT warm-up, or a better --init_from), use easier "
                 "--data_path prompts, or pass --no_dynamic_sampling"
             )
 
@@ -203,8 +125,8 @@ def worker_args(cfg: RLConfig, index: int, records) -> tuple:
 
 def learner_args(cfg: RLConfig, buffer) -> tuple:
     """`RLLearner` constructor arguments (buffer: an actor handle or a local source)."""
-    return (buffer, cfg.train, cfg.grpo(), cfg.init_from, cfg.groups_per_step,
-            cfg.train["max_steps"], cfg.ref_from, cfg.resume)  # fmt: skip
+    return (buffer, cfg.train_dict(), cfg.grpo(), cfg.init_from, cfg.groups_per_step,
+            cfg.max_steps, cfg.ref_from, cfg.resume)  # fmt: skip
 
 
 def evaluator_args(cfg: RLConfig, eval_records: list[dict]) -> tuple:
@@ -379,7 +301,7 @@ class RLRun(Driver):
 
     def eval_every(self) -> int:
         """Once an iteration (`steps_per_iter`)."""
-        return self.cfg.steps_per_iter
+        return self.cfg.every
 
     def eval_line(self, res: dict) -> str:
         return eval_line(res)
@@ -424,3 +346,81 @@ def run(cfg: RLConfig, eval_before: bool = False) -> dict:
     return drive(
         RLRun, cfg, records, eval_records, plot=lambda: plot_rl(out), extra={"before": before}
     )
+
+
+def warmup(cfg: RLConfig) -> str:
+    """SFT on the training solutions (annotations removed, ending in '#### n') for
+    `sft_steps`; returns the checkpoint to start RL from. A finished warm-up is reused."""
+    from minillm.data.gsm8k import load_gsm8k, sft_record
+    from minillm.train.cli import main as train_main
+    from minillm.train.state import find_checkpoint, load_state
+
+    wdir = Path(cfg.out_dir) / "warmup"
+    done = find_checkpoint(wdir)
+    if done is not None and load_state(done).step >= cfg.sft_steps:
+        print(f"[rl] warm-up done already ({done})", flush=True)
+        return str(done)
+    wdir.mkdir(parents=True, exist_ok=True)
+    data = wdir / "gsm8k_sft.jsonl"
+    recs = load_gsm8k(
+        cfg.data_path, data_dir=cfg.data_dir, hf_endpoint=cfg.hf_endpoint, limit=cfg.limit
+    )
+    with data.open("w", encoding="utf-8") as f:
+        for r in recs:
+            f.write(json.dumps(sft_record(r, cfg.lang), ensure_ascii=False) + "\n")
+    n, t = cfg.sft_steps, cfg.train
+    args = [
+        "--task", "sft", "--data_path", str(data), "--out_dir", str(wdir),
+        "--max_steps", str(n), "--warmup_steps", str(max(1, n // 20)),
+        "--learning_rate", str(cfg.sft_lr), "--seq_len", str(t.seq_len),
+        "--batch_size", str(cfg.sft_batch_size), "--dtype", t.dtype, "--epochs", "1000",
+        "--save_interval", str(n), "--log_interval", str(t.log_interval),
+        "--shuffle_buffer", "1000",
+    ]  # fmt: skip
+    args += ["--resume", str(wdir)] if done is not None else ["--init_from", cfg.init_from]
+    print(f"[rl] warm-up: minillm train {' '.join(args)}", flush=True)
+    train_main(args)
+    return str(find_checkpoint(wdir))
+
+
+def launch(cfg: RLConfig, argv: list[str], prog: str = "minillm rl") -> int:
+    """The SFT warm-up (`sft_steps`), then the GRPO run (Ray, or `local`), then the done line
+    and the summary block; an actor's death becomes one line with the command to continue."""
+    import dataclasses
+    import os
+
+    if cfg.cores:
+        os.environ["MINILLM_CORES"] = cfg.cores  # read by the actors' runtime env
+    if cfg.sft_steps:
+        cfg = dataclasses.replace(cfg, init_from=warmup(cfg))
+    if cfg.max_steps == 0:
+        print(f"[rl] --max_steps 0: warm-up only; the policy is {cfg.init_from}", flush=True)
+        return 0
+    eval_before = cfg.run_eval and not cfg.resume
+    if cfg.local:
+        from actors.rl_local import run_local
+
+        res = run_local(cfg, eval_before=eval_before)
+    else:
+        try:
+            res = run(cfg, eval_before=eval_before)
+        except ActorDied as e:
+            raise with_resume(e, cfg.out_dir, prog, argv) from None
+    done = {
+        "step": res["learner"].get("step"),
+        "before": res["before"],
+        "evals": [
+            {k: e[k] for k in ("step", "gsm8k_accuracy", "accuracy") if k in e}
+            for e in res["evals"]
+        ],
+        "rollout_tok_s": round(res["rollout_tok_s"], 1),
+        "seconds": round(res["seconds"], 1),
+    }
+    print("[rl] done " + json.dumps(done), flush=True)
+    held = []
+    for label, e in (("before", res["before"]), ("after", (res["evals"] or [None])[-1])):
+        if e and "gsm8k_accuracy" in e:
+            at = f" (step {e['step']})" if e.get("step") is not None else ""
+            held.append(f"{label}{at}: {cfg.eval_data_path} accuracy {e['gsm8k_accuracy']:.3f}")
+    print(run_summary("rl", cfg.out_dir, res, held), flush=True)
+    return 0

@@ -57,7 +57,7 @@ class LocalRollouts:
 
         if self.evaluator is None or step in self.evaluated or step == 0:
             return
-        if not final and step % self.cfg.steps_per_iter:
+        if not final and step % self.cfg.every:
             return
         path = dict(list_checkpoints(self.cfg.out_dir)).get(step)
         if path is None:

@@ -1,19 +1,18 @@
-"""Streaming distillation on Ray: teacher generators -> Arrow shards -> MLX learner.
+"""Streaming distillation on Ray: `minillm distill` under its old name (the same flags).
 
-    python launch/distill.py --workers 8                      # Ollama teacher at OLLAMA_URL
-    python launch/distill.py --teacher oracle --preset tiny   # offline: the tasks' own answers
-    python launch/distill.py --address HEAD:6379 ...          # an existing Ray cluster
-    python launch/distill.py --out_dir D --resume             # continue a stopped run
-
-Flags default to the predecessor's environment variables; see `--help`.
+python launch/distill.py --workers 8                      # Ollama teacher at OLLAMA_URL
+python launch/distill.py --teacher oracle --preset tiny   # offline: the tasks' own answers
+python launch/distill.py --out_dir D --resume             # continue a stopped run
 """
 
 import sys
+from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from minillm.cli import launch  # noqa: E402
+from minillm.cli import run  # noqa: E402
+from minillm.distill import main  # noqa: E402
 
 if __name__ == "__main__":
-    launch("actors.distill_cli", prog="launch/distill.py")
+    run(partial(main, prog="launch/distill.py"), prog="launch/distill.py", entry=True)

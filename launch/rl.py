@@ -1,19 +1,17 @@
-"""GSM8K reinforcement learning (GRPO) on Ray: rollout workers sample with the newest policy
-while the MLX learner trains.
+"""GSM8K GRPO on Ray: `minillm rl` under its old name (the same flags).
 
-    python launch/rl.py --init_from out/sft --warmup_steps 200       # SFT warm-up, then GRPO
-    python launch/rl.py --init_from CKPT --data_path my.jsonl --eval_data_path test.jsonl
-    python launch/rl.py --init_from CKPT --out_dir out/mlx_rl --resume
-
-Flags default to the predecessor's environment variables; see `--help`.
+python launch/rl.py --init_from out/sft --data_path gsm8k:train
+python launch/rl.py --out_dir D --resume                  # continue a stopped run
 """
 
 import sys
+from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from minillm.cli import launch  # noqa: E402
+from minillm.cli import run  # noqa: E402
+from minillm.rl.cli import main  # noqa: E402
 
 if __name__ == "__main__":
-    launch("actors.rl_cli", prog="launch/rl.py")
+    run(partial(main, prog="launch/rl.py"), prog="launch/rl.py", entry=True)

@@ -166,10 +166,10 @@ def commit() -> str:
 
 # ---- measuring
 def suite(n: int, weights: str | None, lang: str) -> list:
-    from actors.distill_cli import weights as parse_weights
+    from minillm.config.flags import weights as parse_weights
     from actors.evaluator import held_out_suite
 
-    return held_out_suite(n, 10_000, parse_weights(weights), lang)
+    return held_out_suite(n, 10_000, parse_weights(weights) if weights else None, lang)
 
 
 def score_model(model, tok, tasks, new_tokens: int = 128) -> dict:

@@ -117,6 +117,11 @@ class ModelArgs:
                     f"num_attention_heads={self.num_attention_heads}; set head_dim explicitly"
                 )
             self.head_dim = self.hidden_size // self.num_attention_heads
+        if self.head_dim % 2:
+            raise ValueError(
+                f"head_dim={self.head_dim} (hidden_size / num_attention_heads) must be even for "
+                "RoPE; change hidden_size or num_attention_heads, or set an even head_dim"
+            )
         if self.num_attention_heads % self.num_key_value_heads:
             raise ValueError(
                 f"num_attention_heads={self.num_attention_heads} must be a multiple of "

@@ -13,6 +13,12 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # Full fp32 matmuls on GPUs whose MLX backend defaults to TF32 (CUDA, M5): parity tests need it.
 os.environ.setdefault("MLX_ENABLE_TF32", "0")
 
+# MLX's matmuls on OpenBLAS in this process too, as every `minillm` command and Ray actor has
+# them (minillm/blas.py); before mlx.core is imported by any test module.
+from minillm.blas import load_for_mlx  # noqa: E402
+
+load_for_mlx()
+
 TINY = dict(
     hidden_size=64,
     num_hidden_layers=2,

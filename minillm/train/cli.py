@@ -8,33 +8,19 @@ import json
 import math
 import sys
 from pathlib import Path
-from typing import Any
 
 from minillm.data.jsonl import add_max_line_flag
 from minillm.init import add_model_args, model_args_from
-from minillm.train.config import TrainConfig
+from minillm.train.config import TrainConfig, resolve_dtype
 
 SKIP = {"progress", "adam_betas"}
 
 
-def add_config_args(p: argparse.ArgumentParser, cls=TrainConfig, skip=SKIP) -> None:
-    """One flag per config field, with the field's help string and default."""
-    for f in dataclasses.fields(cls):
-        if f.name in skip:
-            continue
-        help_ = f"{f.metadata.get('help', '')} [default: {f.default}]"
-        kw: dict[str, Any] = {"default": f.default, "help": help_}
-        if f.type in ("bool", bool):
-            kw["action"] = argparse.BooleanOptionalAction
-        elif "tuple" in str(f.type):
-            kw["type"], kw["default"] = str, ",".join(f.default)
-        elif "int" in str(f.type):
-            kw["type"] = int
-        elif "float" in str(f.type):
-            kw["type"] = float
-        if "choices" in f.metadata:
-            kw["choices"] = f.metadata["choices"]
-        p.add_argument(f"--{f.name}", **kw)
+def add_config_args(p: argparse.ArgumentParser) -> None:
+    """One flag per `TrainConfig` field, with the field's help string and default."""
+    from minillm.config.flags import add_flags
+
+    add_flags(p, TrainConfig(), skip=SKIP, suppress=False)
 
 
 def int_list(s: str | None) -> list[int] | None:
@@ -183,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         from minillm.checkpoint import check_vocab, load_model, parse_dtype
         from minillm.train.dpo import DpoBatches, make_dpo_loss
 
-        ref_model = load_model(ref_path, dtype=parse_dtype(cfg.dtype))
+        ref_model = load_model(ref_path, dtype=parse_dtype(resolve_dtype(cfg.dtype)))
         check_vocab(ref_model, tokenizer, Path(ref_path) / "config.json")
         if ref_model.args.vocab_size != model.args.vocab_size:
             raise ValueError(
@@ -240,7 +226,8 @@ def main(argv: list[str] | None = None) -> int:
         start = find_checkpoint(ns.resume)
     print(
         f"[train] task={ns.task} data={','.join(map(str, paths))} steps={total} "
-        f"out_dir={cfg.out_dir}" + (f" resume={start}" if start else ""),
+        f"dtype={resolve_dtype(cfg.dtype)} out_dir={cfg.out_dir}"
+        + (f" resume={start}" if start else ""),
         flush=True,
     )
     result = train(

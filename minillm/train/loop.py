@@ -20,7 +20,7 @@ from mlx.utils import tree_flatten, tree_map
 
 from minillm.checkpoint import cast_model, model_dtype, parse_dtype
 from minillm.cpu_ops import enable_for_training
-from minillm.train.config import TrainConfig
+from minillm.train.config import TrainConfig, resolve_dtype
 from minillm.train.lora import apply_lora
 from minillm.train.optim import build_optimizer, clip_scale, lr_schedule, scale_and_clip
 from minillm.train.state import (
@@ -96,7 +96,7 @@ def format_line(rec: dict) -> str:
 
 
 def _prepare(model: nn.Module, cfg: TrainConfig) -> None:
-    dtype = parse_dtype(cfg.dtype)
+    dtype = parse_dtype(resolve_dtype(cfg.dtype))
     if model_dtype(model) != dtype:
         cast_model(model, dtype)
     if cfg.lora_r and getattr(model, "lora_spec", None) is None:
@@ -194,6 +194,8 @@ def train(
     window's `n`. `on_step(step, model)` runs after every optimizer step (e.g. to publish
     weights).
     """
+    if cfg.dtype == "auto":  # written resolved into run.json and the checkpoints
+        cfg = dataclasses.replace(cfg, dtype=resolve_dtype(cfg.dtype))
     total = total_steps or cfg.max_steps
     if not total:
         raise ValueError(

@@ -1,0 +1,189 @@
+"""`DistillConfig`: every setting of a distillation run (`minillm distill`, launch/distill.py)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from minillm.config.flags import setting, to_dict, weights
+from minillm.config.model import ModelSpec
+from minillm.config.ray import RayConfig
+from minillm.train.config import TrainConfig
+
+TEACHERS = ("ollama", "openai", "oracle")
+LANGS = ("en", "zh", "both")
+T, G, E = "teacher", "generation", "evaluation"
+
+# the TrainConfig fields a distillation run takes as flags (`--seq_len` ... `--seed`)
+TRAIN_FLAGS = (
+    "seq_len", "batch_size", "accum_steps", "max_steps", "learning_rate", "weight_decay",
+    "warmup_steps", "min_lr_ratio", "grad_clip", "optimizer", "dtype", "compile",
+    "save_interval", "log_interval", "keep_last_checkpoints", "seed",
+)  # fmt: skip
+
+
+def distill_train() -> TrainConfig:
+    return TrainConfig(
+        out_dir="out/mlx_distill", seq_len=512, batch_size=2, max_steps=2000,
+        learning_rate=1e-4, save_interval=200, log_interval=10, keep_last_checkpoints=3,
+    )  # fmt: skip
+
+
+@dataclass
+class DistillConfig(RayConfig):
+    """Teacher generators -> Arrow shards -> the MLX learner, scored by the evaluator."""
+
+    out_dir: str = setting("out/mlx_distill", "run folder: shards/, checkpoints/, metrics, plots")
+    teacher: str = setting("ollama", "who answers the tasks", choices=TEACHERS, group=T)
+    ollama_url: str | None = setting(None, "Ollama server [http://127.0.0.1:11434]", group=T)
+    ollama_model: str | None = setting(None, "Ollama model [qwen3:0.6b]", group=T)
+    base_url: str | None = setting(None, "OpenAI-compatible server (--teacher openai)", group=T)
+    think: bool = setting(
+        False, "let a thinking model think (its <think> part is dropped)", group=T
+    )
+    temperature: float = setting(0.2, "teacher sampling temperature", group=T)
+    top_p: float = setting(0.95, "teacher nucleus sampling", group=T)
+    max_new_tokens: int = setting(512, "teacher reply limit (num_predict / max_tokens)", group=T)
+    timeout_s: float = setting(600.0, "seconds one teacher request may take", group=T)
+    max_retries: int = setting(3, "retries of a failed teacher request (5xx, timeout)", group=T)
+    max_failures: int = setting(200, "stop after this many failed requests (0: never)", group=T)
+    workers: int = setting(8, "generator actors", group=G)
+    inflight: int = setting(4, "open teacher requests per generator", group=G)
+    lease_size: int = setting(32, "tasks per lease (one shard each)", group=G)
+    cold_samples: int = setting(512, "training starts after this many accepted samples", group=G)
+    total_samples: int = setting(20000, "stop generating after this many (0: forever)", group=G)
+    max_tasks: int = setting(0, "stop generating after this many tasks (0: no limit)", group=G)
+    oracle_delay_s: float = setting(
+        0.0, "simulated per-request latency of the oracle teacher (tests, benchmarks)", group=G
+    )
+    max_lag: int = setting(4096, "pause generators when the learner is this many rows behind",
+                           group=G)  # fmt: skip
+    task_seed: int = setting(1337, "seed of the task stream (which prompts are asked)", group=G)
+    weights: dict[str, float] | None = setting(
+        None, "category weights, e.g. math=2,logic=1,copy=0", parse=weights, group=G
+    )
+    lang: str = setting("both", "task language", choices=LANGS, group=G)
+    data_jsonl: str | None = setting(None, "also export accepted samples as JSONL", group=G)
+    init_from: str | None = setting(None, "checkpoint (or run folder) to start from")
+    tokenizer_path: str | None = setting(None, "HF tokenizer folder (default: built-in)")
+    reuse: int = setting(
+        1, "when no fresh row is committed, top batches up with recent rows, each used at most "
+        "this many times (1: never wait-and-reuse, every row trained on once)",
+    )  # fmt: skip
+    reuse_window: int = setting(4096, "recent rows --reuse draws from")
+    bucket_sizes: list[int] | None = setting(
+        None, "padded batch widths, e.g. 64,128,192,256 (default: 32, 64, 128, ... seq_len)"
+    )
+    max_seconds: float = setting(
+        0.0, "stop (with a final checkpoint) after this much wall time (0: no limit)"
+    )
+    eval_interval: int = setting(0, "steps between evaluations (0: save_interval)", group=E)
+    eval_samples: int = setting(64, "held-out synthetic tasks (0: no evaluator)", group=E)
+    eval_batch_size: int = setting(64, "prompts decoded together", group=E)
+    eval_max_new_tokens: int = setting(128, "reply limit of the evaluated student", group=E)
+    eval_seed: int = setting(10_000, "seed of the held-out tasks", group=E, flag=False)
+    resume: bool = setting(False, "continue the run in --out_dir (its saved settings too)")
+    status_interval_s: float = setting(5.0, "seconds between status lines", flag=False)
+    learner: bool = setting(True, "train (--no-learner: only generate shards / DATA_JSONL)")
+    model: ModelSpec = setting(help="a fresh run's model", factory=ModelSpec)
+    train: TrainConfig = setting(help="the learner's training settings", factory=distill_train)
+
+    def __post_init__(self):
+        if isinstance(self.model, dict):
+            self.model = ModelSpec.from_dict(self.model)
+        if isinstance(self.train, dict):  # the Python API: TrainConfig fields over the defaults
+            self.train = dataclasses.replace(distill_train(), **self.train)
+        if self.train.out_dir != self.out_dir:
+            self.train = dataclasses.replace(self.train, out_dir=self.out_dir)
+        self.check_gpu_memory()
+        if self.teacher not in TEACHERS:
+            raise ValueError(
+                f"--teacher must be one of {', '.join(TEACHERS)}, not {self.teacher!r}"
+            )
+        for name, lo in (("workers", 1), ("inflight", 1), ("lease_size", 1), ("cold_samples", 0),
+                         ("total_samples", 0), ("max_lag", 1), ("max_tasks", 0), ("reuse", 1),
+                         ("reuse_window", 1), ("max_seconds", 0), ("eval_batch_size", 1),
+                         ("max_retries", 0), ("eval_samples", 0), ("eval_interval", 0)):  # fmt: skip
+            if getattr(self, name) < lo:
+                raise ValueError(f"--{name} must be >= {lo}, got {getattr(self, name)}")
+        if self.teacher == "openai" and not self.base_url:
+            raise ValueError("--teacher openai needs --base_url URL (an OpenAI-compatible server)")
+        if self.learner and not self.train.max_steps and not self.total_samples:
+            raise ValueError(
+                "TOTAL_SAMPLES=0 runs forever: set MAX_STEPS (--max_steps) so the LR schedule "
+                "has an end"
+            )
+
+    def check(self) -> None:
+        """The checks that read files (the start checkpoint, its context length): ValueError
+        or FileNotFoundError naming the flag, before anything starts."""
+        from minillm.config.model import context_length
+
+        if self.init_from:
+            from actors.driver import resolve_init_from  # no Ray import at module level
+
+            resolve_init_from(self.init_from)
+        else:
+            self.model.args(self.model.vocab_size or 6400)
+        n = context_length(self.model, self.init_from)
+        if self.train.seq_len > n:
+            raise ValueError(
+                f"--seq_len {self.train.seq_len} is longer than the model's context ({n} "
+                f"positions); set --seq_len {n} or less"
+            )
+        TrainConfig(**self.train_dict())
+
+    @property
+    def shard_dir(self) -> Path:
+        return Path(self.out_dir) / "shards"
+
+    @property
+    def retries(self) -> int:
+        return self.max_retries
+
+    def total_steps(self) -> int:
+        if self.train.max_steps:
+            return int(self.train.max_steps)
+        return math.ceil(self.total_samples / (self.train.batch_size * self.train.accum_steps))
+
+    def train_dict(self) -> dict[str, Any]:
+        """The learner's `TrainConfig` fields; warm-up defaults to 5% of the steps."""
+        d = self.train.to_dict()
+        d["max_steps"] = self.total_steps()
+        if d["warmup_steps"] is None:
+            d["warmup_steps"] = max(1, self.total_steps() // 20)
+        return d
+
+    def teacher_spec(self) -> dict:
+        if self.teacher == "oracle":
+            return {"kind": "oracle", "delay_s": self.oracle_delay_s}
+        opts = {"temperature": self.temperature, "top_p": self.top_p}
+        if self.teacher == "ollama":
+            opts["num_predict"] = self.max_new_tokens
+        else:
+            opts["max_tokens"] = self.max_new_tokens
+        return {
+            "kind": self.teacher,
+            "url": self.ollama_url,
+            "model": self.ollama_model,
+            "base_url": self.base_url,
+            "think": self.think,
+            "options": opts,
+            "timeout": self.timeout_s,
+            "retries": self.max_retries,
+        }
+
+    def task_config(self) -> dict:
+        """What the lease numbers mean; a resumed store must have been written with the same."""
+        return {
+            "seed": self.task_seed,
+            "weights": self.weights,
+            "lang": self.lang,
+            "lease_size": self.lease_size,
+        }
+
+    def to_dict(self) -> dict:
+        return to_dict(self)

@@ -1,0 +1,91 @@
+"""`ModelSpec`: which model a run builds when it starts fresh (a preset, dimensions over it)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from minillm.config.flags import setting
+
+
+def _dim(help: str) -> Any:
+    return setting(None, help + " (overrides the preset)")
+
+
+@dataclass
+class ModelSpec:
+    """A preset name (`tiny`, `50mb`, `200mb`, `moe`, or `custom`: dimensions only) and the
+    `ModelArgs` fields set over it; None keeps the preset's value."""
+
+    preset: str = setting("200mb", "model preset of a fresh run: tiny, 50mb, 200mb, moe, custom")
+    hidden_size: int | None = _dim("model width")
+    num_hidden_layers: int | None = _dim("transformer blocks")
+    num_attention_heads: int | None = _dim("query heads")
+    num_key_value_heads: int | None = _dim("key/value heads (grouped-query attention)")
+    intermediate_size: int | None = _dim("MLP width (per expert with use_moe)")
+    head_dim: int | None = _dim("width of one attention head")
+    vocab_size: int | None = _dim("vocabulary size (default: the tokenizer's)")
+    max_position_embeddings: int | None = _dim("longest sequence the model is made for")
+    rope_theta: float | None = _dim("RoPE base")
+    rms_norm_eps: float | None = _dim("RMSNorm epsilon")
+    use_moe: bool | None = setting(
+        None, "Mixture-of-Experts MLP (MiniMind's); intermediate_size is then per expert"
+    )
+    n_routed_experts: int | None = setting(None, "routed experts per MoE layer [preset: 4]")
+    num_experts_per_tok: int | None = setting(None, "routed experts each token uses (top-k)")
+    n_shared_experts: int | None = setting(None, "experts every token uses [preset: 1]")
+    norm_topk_prob: bool | None = setting(None, "renormalise the top-k gate weights to sum to 1")
+    seq_aux: bool | None = setting(None, "sequence-level (on, MiniMind) or token-level aux loss")
+    aux_loss_alpha: float | None = setting(None, "weight of the MoE load-balancing loss")
+    scoring_func: str | None = setting(None, "gate scoring function", choices=["softmax"])
+
+    def overrides(self) -> dict[str, Any]:
+        return {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if f.name != "preset" and getattr(self, f.name) is not None
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """`{"preset": name, **overrides}`: what the learner actors build from."""
+        return {"preset": self.preset, **self.overrides()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelSpec:
+        names = {f.name for f in dataclasses.fields(cls)}
+        bad = sorted(set(d) - names)
+        if bad:
+            raise ValueError(
+                f"unknown model setting(s) {', '.join(bad)}; known: {', '.join(names)}"
+            )
+        return cls(**d)
+
+    def args(self, vocab_size: int):
+        """The `ModelArgs` of a fresh model (ValueError naming the bad dimension)."""
+        from minillm.model import PRESETS, ModelArgs
+
+        over = self.overrides()
+        over.setdefault("vocab_size", vocab_size)
+        if self.preset == "custom":
+            return ModelArgs(**over)
+        if self.preset not in PRESETS:
+            raise ValueError(
+                f"--preset {self.preset!r} is unknown; use one of {', '.join(PRESETS)}, or custom"
+            )
+        return ModelArgs.from_preset(self.preset, **over)
+
+
+def context_length(spec: ModelSpec, init_from: str | None) -> int:
+    """The longest sequence the run's model takes: the checkpoint's, else the spec's."""
+    if init_from:
+        from minillm.checkpoint import resolve_checkpoint
+
+        cfg = Path(resolve_checkpoint(init_from)) / "config.json"
+        if cfg.is_file():
+            return int(
+                json.loads(cfg.read_text(encoding="utf-8")).get("max_position_embeddings", 32768)
+            )
+    return spec.args(spec.vocab_size or 6400).max_position_embeddings
