@@ -7,6 +7,11 @@ leading `VAR=value` settings dropped) that starts with `minillm <verb>` or
 `python -m minillm.<verb>` is handed to that verb's own argument parser, which checks its
 flags, choices and value types; nothing runs (the parser is stopped right after it parses).
 Prints one line per command and exits 1 when any of them fails to parse.
+
+It also checks the README's generated tables (between `<!-- table:NAME -->` and
+`<!-- /table:NAME -->`): the flags of `minillm distill` and `minillm rl`, made from their
+config dataclasses, and the environment variables (minillm/config/env.py). `--write`
+regenerates them in place.
 """
 
 from __future__ import annotations
@@ -102,11 +107,60 @@ def check(argv: list[str]) -> str | None:
     return "ran to the end without parsing its arguments"
 
 
+def flag_table(verb: str) -> str:
+    """| flag | default | meaning | of a run verb, from its config dataclass."""
+    from minillm.config.flags import flag_fields, show
+
+    if verb == "distill":
+        from minillm.config.distill import TRAIN_FLAGS
+        from minillm.config.distill import DistillConfig as cls
+    else:
+        from minillm.config.rl import TRAIN_FLAGS
+        from minillm.config.rl import RLConfig as cls
+    rows = ["| flag | default | meaning |", "|---|---|---|"]
+    for _, f, _, value in flag_fields(cls(), {"train": TRAIN_FLAGS, "model": None}):
+        names = ", ".join(f"`--{n}`" for n in (f.name, *f.metadata.get("aliases", ())))
+        meaning = f.metadata.get("help", "").replace("|", "/")
+        rows.append(f"| {names} | {show(value)} | {meaning} |")
+    return "\n".join(rows)
+
+
+def tables() -> dict[str, str]:
+    from minillm.config.env import table
+
+    return {"distill-flags": flag_table("distill"), "rl-flags": flag_table("rl"), "env": table()}
+
+
+def refresh(text: str) -> tuple[str, list[str]]:
+    """`text` with every generated table regenerated, and the names of those that changed
+    (or whose markers are missing)."""
+    stale = []
+    for name, body in tables().items():
+        start, end = f"<!-- table:{name} -->", f"<!-- /table:{name} -->"
+        if start not in text or end not in text:
+            stale.append(f"{name} (markers missing)")
+            continue
+        a, b = text.index(start) + len(start), text.index(end)
+        if text[a:b].strip() != body:
+            stale.append(name)
+            text = text[:a] + "\n" + body + "\n" + text[b:]
+    return text, stale
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("readme", nargs="?", default=str(ROOT / "README.md"))
+    p.add_argument("--write", action="store_true", help="regenerate the README's tables")
     ns = p.parse_args(argv)
-    cmds = commands(Path(ns.readme).read_text(encoding="utf-8"))
+    path = Path(ns.readme)
+    new, stale = refresh(path.read_text(encoding="utf-8"))
+    if ns.write and stale:
+        path.write_text(new, encoding="utf-8")
+        print(f"[check_readme] regenerated: {', '.join(stale)}")
+        stale = [s for s in stale if "missing" in s]
+    for name in stale:
+        print(f"FAIL README.md table {name} is out of date: python launch/check_readme.py --write")
+    cmds = commands(path.read_text(encoding="utf-8"))
     bad = 0
     for line, cmd in cmds:
         why = check(cmd)
@@ -114,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{'FAIL' if why else 'ok  '} README.md:{line}: minillm {shlex.join(cmd)}"
               + (f"\n      {why}" if why else ""))  # fmt: skip
     print(f"[check_readme] {len(cmds) - bad}/{len(cmds)} commands parse")
-    return 1 if bad else 0
+    return 1 if bad or stale else 0
 
 
 if __name__ == "__main__":

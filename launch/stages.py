@@ -166,8 +166,8 @@ def commit() -> str:
 
 # ---- measuring
 def suite(n: int, weights: str | None, lang: str) -> list:
-    from minillm.config.flags import weights as parse_weights
     from actors.evaluator import held_out_suite
+    from minillm.config.flags import weights as parse_weights
 
     return held_out_suite(n, 10_000, parse_weights(weights) if weights else None, lang)
 

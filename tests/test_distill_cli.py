@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from actors.distill_cli import build_parser, config_from
+from minillm.distill import parser
 from tests.conftest import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -63,23 +63,27 @@ def test_env_vars_are_the_defaults(monkeypatch):
         INIT_FROM="ck", DATA_JSONL="x.jsonl", OLLAMA_URL="http://h:1", OLLAMA_MODEL="m:1",
     ).items():  # fmt: skip
         monkeypatch.setenv(k, v)
-    cfg = config_from(build_parser().parse_args([]))
+    cfg = parser().parse([])
     assert (cfg.workers, cfg.cold_samples, cfg.total_samples) == (3, 7, 99)
     assert (cfg.ollama_url, cfg.ollama_model, cfg.data_jsonl) == ("http://h:1", "m:1", "x.jsonl")
-    assert cfg.init_from == "ck" and cfg.model == {"preset": "tiny"} and cfg.out_dir == "o"
+    assert cfg.init_from == "ck" and cfg.model.to_dict() == {"preset": "tiny"}
+    assert cfg.out_dir == "o"
     t = cfg.train
-    assert (t["max_steps"], t["seq_len"], t["batch_size"], t["accum_steps"]) == (11, 64, 5, 2)
-    assert t["dtype"] == "float32" and t["out_dir"] == "o"
+    assert (t.max_steps, t.seq_len, t.batch_size, t.accum_steps) == (11, 64, 5, 2)
+    assert t.dtype == "float32" and t.out_dir == "o"
     assert cfg.dashboard_host == "127.0.0.1"
+    assert parser().parse(["--seq_len", "32"]).train.seq_len == 32  # a flag beats the env
+    monkeypatch.setenv("SEQ_LEN", "many")
+    with pytest.raises(ValueError, match="SEQ_LEN='many'"):
+        parser().parse([])
     with pytest.raises(SystemExit):
-        build_parser().parse_args(["--weights", "math=x"])
+        parser().parser.parse_args(["--weights", "math=x"])
 
 
 def test_model_shape_flags_override_the_preset(tmp_path):
-    ns = build_parser().parse_args(
+    cfg = parser().parse(
         ["--out_dir", str(tmp_path), "--preset", "tiny", "--hidden_size", "96",
          "--num_key_value_heads", "1"]
     )  # fmt: skip
-    assert config_from(ns).model == {"preset": "tiny", "hidden_size": 96, "num_key_value_heads": 1}
-    plain = build_parser().parse_args(["--out_dir", str(tmp_path)])
-    assert config_from(plain).model == {"preset": "200mb"}
+    assert cfg.model.to_dict() == {"preset": "tiny", "hidden_size": 96, "num_key_value_heads": 1}
+    assert parser().parse(["--out_dir", str(tmp_path)]).model.to_dict() == {"preset": "200mb"}

@@ -168,5 +168,5 @@ def test_rl_with_no_reward_signal_stops_with_the_fix():
     guard({"flat": 3, "added": 4, "depth": 1})  # one informative group at added=4
     for added in range(5, 13):  # 8 flat groups in a row: under the limit of 10
         guard({"flat": added - 1, "added": added, "depth": 0})
-    with pytest.raises(DistillError, match="nothing to learn from.*--warmup_steps"):
+    with pytest.raises(DistillError, match="nothing to learn from.*--sft_steps"):
         guard({"flat": 13, "added": 14, "depth": 0})  # 10 in a row

@@ -74,8 +74,12 @@ class RLConfig(RayConfig):
         None, "CPU node: pin actors to cores, e.g. learner=0-3,rollout-0=4,rollout-1=5"
     )
     lang: str = setting("en", "prompt language", choices=["en", "zh"])
-    run_eval: bool = setting(True, "GSM8K accuracy before RL and at each iteration (1/0)", group=E, parse=truthy)
-    run_bench: bool = setting(True, "the synthetic bench at each iteration (1/0)", group=E, parse=truthy)
+    run_eval: bool = setting(
+        True, "GSM8K accuracy before RL and at each iteration (1/0)", group=E, parse=truthy
+    )
+    run_bench: bool = setting(
+        True, "the synthetic bench at each iteration (1/0)", group=E, parse=truthy
+    )
     gsm8k_eval_num: int = setting(200, "held-out questions per evaluation (0: all)", group=E)
     eval_max_new_tokens: int = setting(256, "reply limit of an evaluation", group=E)
     bench_samples: int = setting(64, "synthetic bench tasks per evaluation", group=E)

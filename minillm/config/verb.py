@@ -13,6 +13,13 @@ from minillm.config.env import apply_env
 from minillm.config.flags import add_flags, apply, from_dict, read_json
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """An argparse parser whose errors are one line (the usage of ~70 flags is --help's)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
 class RunParser:
     """The parser of a run verb: one flag per config field plus `--config`."""
 
@@ -27,7 +34,7 @@ class RunParser:
         extra: Callable[[argparse.ArgumentParser], None] | None = None,
     ):
         self.verb, self.default = verb, default
-        p = argparse.ArgumentParser(
+        p = OneLineParser(
             prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter
         )
         p.add_argument(
