@@ -11,8 +11,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from minillm.cli import run  # noqa: E402
-from minillm.distill import main  # noqa: E402
+from minillm.cli import import_main, run  # noqa: E402
 
 if __name__ == "__main__":
+    main = import_main("minillm.distill", "launch/distill.py")  # one line when MLX is missing
     run(partial(main, prog="launch/distill.py"), prog="launch/distill.py", entry=True)
