@@ -33,6 +33,11 @@ def stored_rows(shard_dir: Path) -> list[dict]:
     return rows
 
 
+def seed_flag(tree: Path) -> str:
+    """The task-stream seed's flag: `--task_seed` (older checkouts: `--seed`)."""
+    return "--task_seed" if (tree / "minillm" / "config" / "distill.py").is_file() else "--seed"
+
+
 def run_faults(out: Path, samples: int = 96, tree: Path = ROOT, seed: int = 5,
                timeout: float = 600) -> dict:  # fmt: skip
     """Run the distillation and return the counts (and the run's own log as `log`)."""
@@ -46,7 +51,7 @@ def run_faults(out: Path, samples: int = 96, tree: Path = ROOT, seed: int = 5,
         "--teacher", "ollama", "--ollama_model", "hostile", "--timeout_s", "0.5",
         "--max_retries", "3", "--workers", "2", "--inflight", "4", "--lease_size", "16",
         "--cold_samples", "16", "--total_samples", str(samples), "--weights", ",".join(f"{k}={v:g}" for k, v in WEIGHTS.items()),
-        "--lang", "en", "--seed", str(seed), "--eval_samples", "0", "--num_cpus", "2",
+        "--lang", "en", seed_flag(tree), str(seed), "--eval_samples", "0", "--num_cpus", "2",
         "--dashboard_port", str(free_port()), "--out_dir", str(out), "--no-compile",
         "--dtype", "float32", "--seq_len", "192", "--batch_size", "8", "--max_steps", "6",
         "--warmup_steps", "1", "--save_interval", "6", "--max_failures", "0", *TINY_FLAGS,

@@ -14,6 +14,8 @@ import pytest
 
 from minillm.blas import openblas_path
 
+ROOT = Path(__file__).resolve().parent.parent
+
 
 def run_pipeline(cwd: Path, *args: str, **env: str) -> SimpleNamespace:
     """The pipeline's exit code, its output (stderr merged, through a pipe as in CI or `| tee`)
@@ -46,22 +48,18 @@ def losses(run_dir: Path) -> list[float]:
 
 
 def test_short_smoke_stages_resume_and_cleanup(tmp_path):
-    short = dict(
-        PRETRAIN_MAX_STEPS="4",
-        SFT_MAX_STEPS="4",
-        LOG_INTERVAL="1",
-        SAVE_INTERVAL="2",
-        DISTILL_MAX_STEPS="3",
-        DISTILL_TOTAL_SAMPLES="64",
-        DISTILL_COLD_SAMPLES="16",
-        DISTILL_EVAL_SAMPLES="4",
-        RL_MAX_STEPS="2",
-        NUM_ROLLOUTS="8",
-        SAMPLES_PER_PROMPT="4",
-        MAX_NEW_TOKENS="8",
-        GSM8K_EVAL_NUM="4",
-    )
-    r = run_pipeline(tmp_path, "--smoke-test", **short)
+    smoke = json.loads((ROOT / "minillm/assets/pipeline/smoke.json").read_text())
+    smoke.update(log_interval=1, save_interval=2)
+    smoke["pretrain"]["max_steps"] = smoke["sft"]["max_steps"] = 4
+    smoke["distill"].update(total_samples=64, cold_samples=16, eval_samples=4)
+    smoke["distill"]["train"]["max_steps"] = 3
+    smoke["rl"].update(num_rollouts=8, samples_per_prompt=4, prompts_per_rollout=2,
+                       max_new_tokens=8, gsm8k_eval_num=4)  # fmt: skip
+    smoke["rl"]["train"]["max_steps"] = 2
+    (tmp_path / "short.json").write_text(json.dumps(smoke))
+    short = {}
+    cfg = ["--config", str(tmp_path / "short.json")]
+    r = run_pipeline(tmp_path, "--smoke-test", *cfg, **short)
     out = tmp_path / "out" / "smoke"
     assert "[pipeline] pretrain: minillm train" in r.stdout and "--init_from" in r.stdout
     assert (out / "pretrain" / "checkpoints" / "step_00000004" / "model.safetensors").is_file()
@@ -77,9 +75,9 @@ def test_short_smoke_stages_resume_and_cleanup(tmp_path):
     # and a few GRPO steps on generated problems
     assert (out / "rl" / "checkpoints" / "step_00000002" / "model.safetensors").is_file()
     assert "RL policy:" in r.stdout and "2 GRPO steps" in r.stdout
-    again = run_pipeline(tmp_path, "--smoke-test", **short)  # finished stages are skipped
+    again = run_pipeline(tmp_path, "--smoke_test", *cfg, **short)  # finished stages are skipped
     assert again.stdout.count("done already") == 4
-    gone = run_pipeline(tmp_path, "--smoke-test", "--skip-infer", **{**short, "CLEANUP_SMOKE": "1"})
+    gone = run_pipeline(tmp_path, "--smoke-test", *cfg, "--skip-infer", CLEANUP_SMOKE="1")
     assert "removed out/smoke" in gone.stdout and not out.exists()
 
 
