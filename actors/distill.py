@@ -27,6 +27,7 @@ from actors.driver import (
     drive,
     resolve_init_from,
     summary,
+    wait_ready,
     with_resume,
 )
 from actors.driver import init_ray as init_ray  # imported from here by launchers and tests
@@ -122,7 +123,7 @@ class Run(Driver):
         )
         self.actors = [a for a in (self.store, *self.gens, self.learner, self.evaluator) if a]
         t = time.time()
-        ray.get([g.ping.remote() for g in self.gens])
+        wait_ready(ray, [g.ping.remote() for g in self.gens], "generators", "distill")
         print(f"[distill] {cfg.workers} generators ready in {time.time() - t:.1f}s", flush=True)
         summary = ray.get(self.store.summary.remote())
         done = set(ray.get(self.store.leases_done.remote()))

@@ -425,3 +425,17 @@ def add_plots(res: dict, plot: Callable[[], list], tag: str) -> None:
         res["plots"] = [str(p) for p in plot()]
     except (FileNotFoundError, ValueError) as e:
         print(f"[{tag}] no plots: {e}", file=sys.stderr)
+
+
+def wait_ready(ray, refs: list, what: str, tag: str, every_s: float = 5.0) -> None:
+    """`ray.get(refs)`, saying every `every_s` seconds how many of `what` are up (a piped
+    run is never silent for long while Ray starts actors)."""
+    import time
+
+    t, left = time.time(), list(refs)
+    while left:
+        done, left = ray.wait(left, num_returns=len(left), timeout=every_s)
+        ray.get(done)
+        if left:
+            print(f"[{tag}] starting {what}: {len(refs) - len(left)}/{len(refs)} up after "
+                  f"{time.time() - t:.0f}s", flush=True)  # fmt: skip

@@ -19,7 +19,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
-from actors.driver import ActorDied, Driver, drive, resolve_init_from, with_resume
+from actors.driver import ActorDied, Driver, drive, resolve_init_from, wait_ready, with_resume
 from actors.driver import summary as run_summary
 from minillm.config.rl import RLConfig
 
@@ -179,7 +179,7 @@ class RLRun(Driver):
             )
         self.actors = [a for a in (self.buffer, *self.workers, self.learner, self.evaluator) if a]
         t = time.time()
-        ray.get([w.ping.remote() for w in self.workers])
+        wait_ready(ray, [w.ping.remote() for w in self.workers], "rollout workers", "rl")
         print(f"[rl] {cfg.workers} rollout workers ready in {time.time() - t:.1f}s", flush=True)
         self.prompts = PromptCursor(consumed_at_resume(cfg))
         self.outstanding: dict[Any, tuple[int, list[int]]] = {}
