@@ -15,4 +15,4 @@ from minillm.cli import import_main, run  # noqa: E402
 
 if __name__ == "__main__":
     main = import_main("minillm.distill", "launch/distill.py")  # one line when MLX is missing
-    run(partial(main, prog="launch/distill.py"), prog="launch/distill.py", entry=True)
+    run(partial(main, prog="python launch/distill.py"), prog="launch/distill.py", entry=True)

@@ -14,4 +14,4 @@ from minillm.cli import import_main, run  # noqa: E402
 
 if __name__ == "__main__":
     main = import_main("minillm.rl.cli", "launch/rl.py")  # one line when MLX is missing
-    run(partial(main, prog="launch/rl.py"), prog="launch/rl.py", entry=True)
+    run(partial(main, prog="python launch/rl.py"), prog="launch/rl.py", entry=True)
