@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from minillm.config.flags import setting, to_dict, weights
-from minillm.config.model import ModelSpec
+from minillm.config.flags import from_dict, setting, weights
+from minillm.config.model import ModelSpec, check_start
 from minillm.config.ray import RayConfig
 from minillm.train.config import TrainConfig
 
@@ -93,7 +93,7 @@ class DistillConfig(RayConfig):
 
     def __post_init__(self):
         if isinstance(self.model, dict):
-            self.model = ModelSpec.from_dict(self.model)
+            self.model = from_dict(ModelSpec, self.model, "model")
         if isinstance(self.train, dict):  # the Python API: TrainConfig fields over the defaults
             self.train = dataclasses.replace(distill_train(), **self.train)
         if self.train.out_dir != self.out_dir:
@@ -120,29 +120,12 @@ class DistillConfig(RayConfig):
     def check(self) -> None:
         """The checks that read files (the start checkpoint, its context length): ValueError
         or FileNotFoundError naming the flag, before anything starts."""
-        from minillm.config.model import context_length
-
-        if self.init_from:
-            from actors.driver import resolve_init_from  # no Ray import at module level
-
-            resolve_init_from(self.init_from)
-        else:
-            self.model.args(self.model.vocab_size or 6400)
-        n = context_length(self.model, self.init_from)
-        if self.train.seq_len > n:
-            raise ValueError(
-                f"--seq_len {self.train.seq_len} is longer than the model's context ({n} "
-                f"positions); set --seq_len {n} or less"
-            )
+        check_start(self.init_from, self.model, self.train.seq_len)
         TrainConfig(**self.train_dict())
 
     @property
     def shard_dir(self) -> Path:
         return Path(self.out_dir) / "shards"
-
-    @property
-    def retries(self) -> int:
-        return self.max_retries
 
     def total_steps(self) -> int:
         if self.train.max_steps:
@@ -184,6 +167,3 @@ class DistillConfig(RayConfig):
             "lang": self.lang,
             "lease_size": self.lease_size,
         }
-
-    def to_dict(self) -> dict:
-        return to_dict(self)

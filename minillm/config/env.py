@@ -5,10 +5,11 @@ README "Environment variables" is generated from `ENV` (tests/test_config.py che
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Any
 
-from minillm.config.flags import converter, flag_fields, replace_path
+from minillm.config.flags import _hints, converter, replace_path
 
 # verb -> {VARIABLE: dotted setting}
 ENV: dict[str, dict[str, str]] = {
@@ -78,19 +79,12 @@ ENV: dict[str, dict[str, str]] = {
 
 
 def _field(cfg: Any, path: str):
-    for p, f, tp, _ in flag_fields(cfg):
-        if p == path:
-            return f, tp
-    import dataclasses
-
-    head, _, rest = path.partition(".")  # settings without a flag of their own
-    sub = getattr(cfg, head)
-    from minillm.config.flags import _hints
-
-    hints = _hints(type(sub if rest else cfg))
-    name = rest or head
-    f = next(f for f in dataclasses.fields(sub if rest else cfg) if f.name == name)
-    return f, hints[name]
+    """The dataclass field and type hint at dotted `path` of `cfg` (flag or not)."""
+    head, _, rest = path.partition(".")
+    if rest:
+        return _field(getattr(cfg, head), rest)
+    f = next(f for f in dataclasses.fields(cfg) if f.name == head)
+    return f, _hints(type(cfg))[head]
 
 
 def apply_env(cfg: Any, verb: str, environ: dict[str, str] | None = None) -> Any:

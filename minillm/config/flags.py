@@ -275,8 +275,3 @@ def read_json(path: str | Path) -> dict[str, Any]:
     if isinstance(d, dict) and set(d) <= {"verb", "config"} and "config" in d:
         d = d["config"]
     return d
-
-
-def explicit(p: argparse.ArgumentParser, argv: list[str] | None) -> dict[str, Any]:
-    """The flags the user typed, as {dest: value} (every default is SUPPRESS)."""
-    return vars(p.parse_args(argv))

@@ -53,16 +53,6 @@ class ModelSpec:
         """`{"preset": name, **overrides}`: what the learner actors build from."""
         return {"preset": self.preset, **self.overrides()}
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ModelSpec:
-        names = {f.name for f in dataclasses.fields(cls)}
-        bad = sorted(set(d) - names)
-        if bad:
-            raise ValueError(
-                f"unknown model setting(s) {', '.join(bad)}; known: {', '.join(names)}"
-            )
-        return cls(**d)
-
     def args(self, vocab_size: int):
         """The `ModelArgs` of a fresh model (ValueError naming the bad dimension)."""
         from minillm.model import ModelArgs
@@ -74,14 +64,18 @@ class ModelSpec:
         return ModelArgs.from_preset(self.preset, **over)  # names the presets when unknown
 
 
-def context_length(spec: ModelSpec, init_from: str | None) -> int:
-    """The longest sequence the run's model takes: the checkpoint's, else the spec's."""
+def check_start(init_from: str | None, spec: ModelSpec | None, seq_len: int) -> None:
+    """The run's start model exists (`init_from`'s checkpoint, else `spec` builds) and takes
+    `seq_len` tokens: ValueError / FileNotFoundError naming the flag and the fix."""
     if init_from:
-        from minillm.checkpoint import resolve_checkpoint
+        from actors.driver import resolve_init_from  # no Ray import at module level
 
-        cfg = Path(resolve_checkpoint(init_from)) / "config.json"
-        if cfg.is_file():
-            return int(
-                json.loads(cfg.read_text(encoding="utf-8")).get("max_position_embeddings", 32768)
-            )
-    return spec.args(spec.vocab_size or 6400).max_position_embeddings
+        cfg = Path(resolve_init_from(init_from)) / "config.json"
+        n = int(json.loads(cfg.read_text(encoding="utf-8")).get("max_position_embeddings", 32768))
+    else:
+        n = spec.args(spec.vocab_size or 6400).max_position_embeddings
+    if seq_len > n:
+        raise ValueError(
+            f"--seq_len {seq_len} is longer than the model's context ({n} positions); set "
+            f"--seq_len {n} or less"
+        )

@@ -7,7 +7,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from minillm.config.flags import setting, to_dict, truthy
+from minillm.config.flags import setting, truthy
+from minillm.config.model import check_start
 from minillm.config.ray import RayConfig
 from minillm.train.config import TrainConfig
 
@@ -120,20 +121,9 @@ class RLConfig(RayConfig):
 
     def check(self) -> None:
         """Checks that read files, before anything starts (the policy, the context length)."""
-        from minillm.config.model import context_length
-
         if not self.init_from:
             raise ValueError("RL needs --init_from CKPT (an SFT'd model; see --sft_steps)")
-        if not self.resume or self.init_from:
-            from actors.driver import resolve_init_from
-
-            resolve_init_from(self.init_from)
-        n = context_length(None, self.init_from)
-        if self.train.seq_len > n:
-            raise ValueError(
-                f"--seq_len {self.train.seq_len} is longer than the model's context ({n} "
-                f"positions); set --seq_len {n} or less"
-            )
+        check_start(self.init_from, None, self.train.seq_len)
         TrainConfig(**self.train_dict())
 
     @property
@@ -155,10 +145,6 @@ class RLConfig(RayConfig):
             return self.steps_per_iter
         return max(1, math.ceil(self.max_steps / max(self.iters, 1)))
 
-    @property
-    def evaluations(self) -> int:
-        return max(1, math.ceil(self.max_steps / self.every))
-
     def train_dict(self) -> dict[str, Any]:
         """The learner's `TrainConfig` fields: a step is `num_rollouts` replies; it saves
         (and the evaluator scores) every `every` steps."""
@@ -177,6 +163,3 @@ class RLConfig(RayConfig):
             "max_staleness": self.max_staleness,
             "temperature": self.temperature,
         }
-
-    def to_dict(self) -> dict:
-        return to_dict(self)
