@@ -351,8 +351,10 @@ def run(cfg: RLConfig, eval_before: bool = False) -> dict:
 def warmup(cfg: RLConfig) -> str:
     """SFT on the training solutions (annotations removed, ending in '#### n') for
     `sft_steps`; returns the checkpoint to start RL from. A finished warm-up is reused."""
+    from minillm.config.job import DataConfig, TrainJob
     from minillm.data.gsm8k import load_gsm8k, sft_record
-    from minillm.train.cli import main as train_main
+    from minillm.train.cli import run as run_train
+    from minillm.train.config import TrainConfig
     from minillm.train.state import find_checkpoint, load_state
 
     wdir = Path(cfg.out_dir) / "warmup"
@@ -369,17 +371,18 @@ def warmup(cfg: RLConfig) -> str:
         for r in recs:
             f.write(json.dumps(sft_record(r, cfg.lang), ensure_ascii=False) + "\n")
     n, t = cfg.sft_steps, cfg.train
-    args = [
-        "--task", "sft", "--data_path", str(data), "--out_dir", str(wdir),
-        "--max_steps", str(n), "--warmup_steps", str(max(1, n // 20)),
-        "--learning_rate", str(cfg.sft_lr), "--seq_len", str(t.seq_len),
-        "--batch_size", str(cfg.sft_batch_size), "--dtype", t.dtype, "--epochs", "1000",
-        "--save_interval", str(n), "--log_interval", str(t.log_interval),
-        "--shuffle_buffer", "1000",
-    ]  # fmt: skip
-    args += ["--resume", str(wdir)] if done is not None else ["--init_from", cfg.init_from]
-    print(f"[rl] warm-up: minillm train {' '.join(args)}", flush=True)
-    train_main(args)
+    job = TrainJob(
+        data=DataConfig(data_path=str(data), task="sft", shuffle_buffer=1000),
+        train=TrainConfig(
+            out_dir=str(wdir), max_steps=n, warmup_steps=max(1, n // 20),
+            learning_rate=cfg.sft_lr, seq_len=t.seq_len, batch_size=cfg.sft_batch_size,
+            dtype=t.dtype, epochs=1000, save_interval=n, log_interval=t.log_interval,
+        ),
+        resume=str(wdir) if done is not None else None,
+        init_from=None if done is not None else cfg.init_from,
+    )  # fmt: skip
+    print(f"[rl] warm-up: minillm train --config {wdir / 'train.json'}", flush=True)
+    run_train(job)
     return str(find_checkpoint(wdir))
 
 

@@ -158,7 +158,7 @@ def run_minillm(args: ModelArgs, ns, bs: int) -> dict[str, Any]:
     from minillm.speed import bench_train
     from minillm.train.config import TrainConfig
 
-    cfg = TrainConfig(out_dir="", seq_len=ns.seq_len, batch_size=bs, dtype=ns.dtype)
+    cfg = TrainConfig(seq_len=ns.seq_len, batch_size=bs, dtype=ns.dtype)
     sns = argparse.Namespace(
         steps=ns.steps,
         warmup_steps=ns.warmup_steps,

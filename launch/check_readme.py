@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import io
 import re
 import shlex
@@ -108,27 +109,44 @@ def check(argv: list[str]) -> str | None:
 
 
 def flag_table(verb: str) -> str:
-    """| flag | default | meaning | of a run verb, from its config dataclass."""
-    from minillm.config.flags import flag_fields, show
+    """| flag | default | accepts | meaning | of a run verb, from its config dataclass."""
+    from minillm.config.flags import _base, flag_fields, rule, show
 
-    if verb == "distill":
+    if verb == "train":
+        from minillm.config.job import NO_FLAG
+        from minillm.config.job import TrainJob as cls
+        from minillm.train.config import TrainConfig
+
+        keep = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.name not in NO_FLAG)
+        include = {"train": keep, "model": None, "data": None}
+    elif verb == "distill":
         from minillm.config.distill import TRAIN_FLAGS
         from minillm.config.distill import DistillConfig as cls
+
+        include = {"train": TRAIN_FLAGS, "model": None}
     else:
         from minillm.config.rl import TRAIN_FLAGS
         from minillm.config.rl import RLConfig as cls
-    rows = ["| flag | default | meaning |", "|---|---|---|"]
-    for _, f, _, value in flag_fields(cls(), {"train": TRAIN_FLAGS, "model": None}):
+
+        include = {"train": TRAIN_FLAGS}
+    rows = ["| flag | default | accepts | meaning |", "|---|---|---|---|"]
+    for _, f, tp, value in flag_fields(cls(), include):
         names = ", ".join(f"`--{n}`" for n in (f.name, *f.metadata.get("aliases", ())))
         meaning = f.metadata.get("help", "").replace("|", "/")
-        rows.append(f"| {names} | {show(value)} | {meaning} |")
+        accepts = rule(f.metadata).replace("|", "/") or ("yes / no" if _base(tp) is bool else "")
+        rows.append(f"| {names} | {show(value)} | {accepts} | {meaning} |")
     return "\n".join(rows)
 
 
 def tables() -> dict[str, str]:
     from minillm.config.env import table
 
-    return {"distill-flags": flag_table("distill"), "rl-flags": flag_table("rl"), "env": table()}
+    return {
+        "train-flags": flag_table("train"),
+        "distill-flags": flag_table("distill"),
+        "rl-flags": flag_table("rl"),
+        "env": table(),
+    }
 
 
 def refresh(text: str) -> tuple[str, list[str]]:

@@ -89,7 +89,7 @@ def build(ns):
     mx.random.seed(0)
     model = Model(args)
     init_weights(model, 0)
-    cfg = TrainConfig(out_dir="", seq_len=ns.seq_len, batch_size=ns.batch_size, dtype=ns.dtype)
+    cfg = TrainConfig(seq_len=ns.seq_len, batch_size=ns.batch_size, dtype=ns.dtype)
     return args, model, cfg
 
 

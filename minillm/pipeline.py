@@ -43,43 +43,30 @@ def data_spec(name: str, task: str) -> str:
     return str(Path(SMOKE_DIR) / f"smoke_{task}.jsonl")
 
 
-def model_flags(s: PipelineConfig) -> list[str]:
-    out = ["--preset", s.preset]
-    for k, v in s.model.overrides().items():
-        out += [f"--{k}", str(v)]
-    return out
+def stage_job(task: str, s: PipelineConfig, run_dir: Path, init_from: str | None, extra: list[str]):
+    """The `TrainJob` of a pretrain or SFT stage; `extra` are `minillm train` flags over it."""
+    from minillm.config.job import DataConfig, TrainJob
+    from minillm.train.cli import parser
+    from minillm.train.config import TrainConfig
 
-
-def stage_args(
-    task: str, s: PipelineConfig, run_dir: Path, init_from: str | None, extra: list[str]
-) -> list[str]:
-    """The `minillm train` command line of a stage (shown in the log, parsed as typed)."""
     st: StageConfig = getattr(s, task)
-    args = [
-        "--task", task, "--data_path", data_spec(st.data, task), "--data_dir", s.data_dir,
-        "--max_download_mb", str(s.max_download_mb), "--seq_len", str(st.seq_len),
-        "--batch_size", str(st.batch_size), "--accum_steps", str(st.accum_steps),
-        "--epochs", str(st.epochs), "--learning_rate", str(st.learning_rate),
-        "--dtype", s.dtype, "--log_interval", str(s.log_interval),
-        "--save_interval", str(s.save_interval),
-        "--keep_last_checkpoints", str(s.keep_last_checkpoints), "--out_dir", str(run_dir),
-    ]  # fmt: skip
-    if task == "sft" and st.bucket_sizes:
-        args += ["--bucket_sizes", ",".join(map(str, st.bucket_sizes))]
-    if st.max_steps:
-        args += [
-            "--max_steps",
-            str(st.max_steps),
-            "--warmup_steps",
-            str(max(1, st.max_steps // 20)),
-        ]
-    if latest(run_dir) is not None:
-        args += ["--resume", str(run_dir)]
-    elif init_from:
-        args += ["--init_from", init_from]
-    else:
-        args += model_flags(s)
-    return args + extra
+    train = TrainConfig(
+        out_dir=str(run_dir), seq_len=st.seq_len, batch_size=st.batch_size,
+        accum_steps=st.accum_steps, epochs=st.epochs, learning_rate=st.learning_rate,
+        dtype=s.dtype, log_interval=s.log_interval, save_interval=s.save_interval,
+        keep_last_checkpoints=s.keep_last_checkpoints, max_steps=st.max_steps,
+        warmup_steps=max(1, st.max_steps // 20) if st.max_steps else None,
+    )  # fmt: skip
+    data = DataConfig(
+        data_path=data_spec(st.data, task), data_dir=s.data_dir, task=task,
+        max_download_mb=s.max_download_mb, bucket_sizes=st.bucket_sizes if task == "sft" else None,
+    )  # fmt: skip
+    resume = str(run_dir) if latest(run_dir) is not None else None
+    job = TrainJob(
+        data=data, model=dataclasses.replace(s.model, preset=s.preset), train=train,
+        resume=resume, init_from=None if resume else init_from,
+    )  # fmt: skip
+    return parser().over(job, extra) if extra else job
 
 
 def done_already(name: str, run_dir: Path, steps: int | None) -> Path | None:
@@ -96,15 +83,15 @@ def done_already(name: str, run_dir: Path, steps: int | None) -> Path | None:
 def run_stage(
     task: str, s: PipelineConfig, out: Path, init_from: str | None, extra: list[str]
 ) -> Path:
-    from minillm.train.cli import main as train_main
+    from minillm.train.cli import run
 
     run_dir = out / task
     done = done_already(task, run_dir, getattr(s, task).max_steps)
     if done is not None:
         return done
-    args = stage_args(task, s, run_dir, init_from, extra)
-    print(f"[pipeline] {task}: minillm train {' '.join(args)}", flush=True)
-    train_main(args)
+    job = stage_job(task, s, run_dir, init_from, extra)
+    print(f"[pipeline] {task}: minillm train --config {run_dir / 'train.json'}", flush=True)
+    run(job)
     return latest(run_dir)
 
 

@@ -269,8 +269,7 @@ def main(argv: list[str] | None = None) -> None:
     if not 0 < ns.mask_density <= 1:
         raise ValueError(f"--mask_density={ns.mask_density} must be in (0, 1]")
     check_trace(ns.trace)
-    cfg = TrainConfig(
-        out_dir="",
+    cfg = TrainConfig(  # a step driver: nothing is written to out_dir
         seq_len=ns.seq_len,
         batch_size=ns.batch_size,
         accum_steps=ns.accum_steps,

@@ -17,7 +17,7 @@ from minillm.config.flags import from_dict, to_dict
 from minillm.config.pipeline import load_settings
 from minillm.distill import parser as distill_parser
 from minillm.rl.cli import parser as rl_parser
-from tests.conftest import free_port, make_tiny
+from tests.conftest import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -146,4 +146,62 @@ def test_train_dtype_auto_is_float32_on_the_cpu(tmp_path, capsys):
     gpu = mx.metal.is_available() or (hasattr(mx, "cuda") and mx.cuda.is_available())
     assert resolve_dtype("auto") == ("bfloat16" if gpu else "float32")
     assert resolve_dtype("float16") == "float16"
-    assert make_tiny  # the shared fixture module imports
+
+
+CONFIGS = ["TrainConfig", "ModelSpec", "DistillConfig", "RLConfig", "StageConfig",
+           "PipelineConfig", "TrainJob", "DataConfig"]  # fmt: skip
+# a value just past each bound (ints 2 below a >= bound: max_steps 0 means unset)
+BOUNDS = {"ge": lambda b, t: b - (2 if t is int else 0.5), "gt": lambda b, t: b,
+          "le": lambda b, t: b + 1, "lt": lambda b, t: b}  # fmt: skip
+BAD = {"path": "", "text": " ", "url": "localhost:11434", "host": "http://x", "fraction": 0.0,
+       "positive_ints": [0], "betas": (1.0, 0.5), "lora_targets": ("nope",),
+       "preset_name": "huge", "task_weights": {"nope": 1.0}, "core_spec": "x=y"}  # fmt: skip
+
+
+def config_classes():
+    import minillm.config.distill as d
+    import minillm.config.job as j
+    import minillm.config.model as m
+    import minillm.config.pipeline as p
+    import minillm.config.rl as r
+    import minillm.train.config as t
+
+    found = {}
+    for mod in (d, j, m, p, r, t):
+        found.update({n: getattr(mod, n) for n in CONFIGS if hasattr(mod, n)})
+    assert sorted(found) == sorted(CONFIGS)
+    return found
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_every_field_has_help_and_its_own_check_that_fires(name):
+    """Each setting says what it is and refuses a bad value by naming itself: a bound, a list
+    of choices, or a check function, tried here with a value on the wrong side of it."""
+    import dataclasses
+
+    from minillm.config.flags import _base, _hints
+
+    cls = config_classes()[name]
+    hints = _hints(cls)
+    for f in dataclasses.fields(cls):
+        tp, meta = _base(hints[f.name]), f.metadata
+        assert meta.get("help"), f"{name}.{f.name} has no help"
+        if dataclasses.is_dataclass(tp) or tp is bool:
+            continue  # a nested config checks itself; a bool has no wrong value
+        tries = [fn(meta[k], tp) for k, fn in BOUNDS.items() if k in meta]
+        if "choices" in meta:
+            tries.append("no-such-choice")
+        if "check" in meta:
+            tries.append(BAD[meta["check"].__name__])
+        assert tries, f"{name}.{f.name} has no check"
+        for bad in tries:
+            with pytest.raises(ValueError, match=f"--{f.name}"):
+                cls(**{f.name: bad})
+                print(f"{name}.{f.name}={bad!r} was taken")
+
+
+def test_model_presets_named_in_the_config_are_the_models():
+    from minillm.config.model import PRESETS
+    from minillm.model import PRESETS as MODEL_PRESETS
+
+    assert set(PRESETS) == set(MODEL_PRESETS)

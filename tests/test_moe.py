@@ -217,14 +217,13 @@ def test_tiny_moe_loss_falls_through_train(tmp_path):
 
 
 def test_cli_flags_build_moe_args():
-    from minillm.init import model_args_from
-    from minillm.train.cli import build_parser
+    from minillm.train.cli import parser
 
-    ns = build_parser().parse_args(
+    job = parser().parse(
         ["--data_path", "x.jsonl", *TINY_FLAGS, "--use_moe", "--n_routed_experts", "8"]
         + ["--num_experts_per_tok", "3", "--no-seq_aux", "--aux_loss_alpha", "0.01"]
     )
-    a = model_args_from(ns, 6400)
+    a = job.model.args(6400)
     assert (a.use_moe, a.n_routed_experts, a.num_experts_per_tok) == (True, 8, 3)
     assert (a.seq_aux, a.aux_loss_alpha, a.n_shared_experts, a.norm_topk_prob) == (
         False,
@@ -232,7 +231,7 @@ def test_cli_flags_build_moe_args():
         1,
         True,
     )
-    dense = model_args_from(build_parser().parse_args(["--data_path", "x", *TINY_FLAGS]), 6400)
+    dense = parser().parse(["--data_path", "x", *TINY_FLAGS]).model.args(6400)
     assert not dense.use_moe
     p = ModelArgs.from_preset("moe")
     assert p.use_moe and p.n_routed_experts == 4 and p.num_experts_per_tok == 2

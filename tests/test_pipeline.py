@@ -61,7 +61,9 @@ def test_short_smoke_stages_resume_and_cleanup(tmp_path):
     cfg = ["--config", str(tmp_path / "short.json")]
     r = run_pipeline(tmp_path, "--smoke-test", *cfg, **short)
     out = tmp_path / "out" / "smoke"
-    assert "[pipeline] pretrain: minillm train" in r.stdout and "--init_from" in r.stdout
+    assert "[pipeline] pretrain: minillm train --config" in r.stdout
+    sft_job = json.loads((out / "sft" / "train.json").read_text())["config"]
+    assert sft_job["init_from"].endswith("pretrain/checkpoints/step_00000004")  # SFT on pretrain
     assert (out / "pretrain" / "checkpoints" / "step_00000004" / "model.safetensors").is_file()
     assert (out / "sft" / "checkpoints" / "step_00000004" / "config.json").is_file()
     assert len(losses(out / "pretrain")) == 4 and len(losses(out / "sft")) == 4

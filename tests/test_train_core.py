@@ -141,7 +141,7 @@ def test_config_cross_field_checks():
     assert all(f.metadata.get("help") for f in dataclasses.fields(TrainConfig))
     for kw, msg in [
         (dict(max_steps=10, warmup_steps=10), "set warmup_steps below 10"),
-        (dict(optimizer="sgd"), "set optimizer to one of"),
+        (dict(optimizer="sgd"), "set --optimizer to one of"),
         (dict(dtype="float16", optim_state_dtype="param"), "optim_state_dtype"),
         (dict(lora_dropout=0.1), "set lora_r"),
         (dict(accum_steps=0), "accum_steps"),

@@ -91,7 +91,7 @@ def apply_env(cfg: Any, verb: str, environ: dict[str, str] | None = None) -> Any
     """`cfg` with the verb's environment variables that are set (non-empty) laid over; a
     value that does not parse names the variable."""
     environ = os.environ if environ is None else environ
-    for var, path in ENV[verb].items():
+    for var, path in ENV.get(verb, {}).items():
         raw = environ.get(var)
         if raw in (None, ""):
             continue

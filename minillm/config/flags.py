@@ -14,6 +14,7 @@ import argparse
 import dataclasses
 import difflib
 import json
+import operator
 import types
 import typing
 from dataclasses import field
@@ -24,7 +25,9 @@ from typing import Any
 def setting(default: Any = dataclasses.MISSING, help: str = "", **meta: Any) -> Any:
     """A config field: `help` for the flag, plus optional metadata: `choices`, `aliases`
     (old spellings of the flag), `parse` (str -> value for list/dict fields), `flag=False`
-    (no flag: derived or internal), `factory` (a default_factory)."""
+    (no flag: derived or internal), `factory` (a default_factory), and the field's own check
+    (`check_fields`): bounds `ge`/`gt`/`le`/`lt`, `fix` (what to set instead), `check` (a
+    function of the value that raises ValueError)."""
     factory = meta.pop("factory", None)
     if factory is not None:
         return field(default_factory=factory, metadata={"help": help, **meta})
@@ -49,6 +52,98 @@ def weights(s: str) -> dict[str, float]:
         except ValueError:
             raise ValueError(f"bad weight {part!r}: use name=number") from None
     return out
+
+
+BOUNDS = (("ge", operator.ge, ">="), ("gt", operator.gt, ">"),
+          ("le", operator.le, "<="), ("lt", operator.lt, "<"))  # fmt: skip
+
+
+def check_value(name: str, v: Any, meta: Any) -> None:
+    """One field's own check: ValueError `--name must be ..., got v; fix`."""
+    if v is None:
+        return
+    fix = f"; {meta['fix']}" if "fix" in meta else ""
+    if "choices" in meta and v not in meta["choices"]:
+        raise ValueError(
+            f"--{name} {v!r} is not one of {', '.join(map(str, meta['choices']))}; set "
+            f"--{name} to one of them"
+        )
+    for key, ok, word in BOUNDS:
+        if key in meta and isinstance(v, (int, float)) and not ok(v, meta[key]):
+            raise ValueError(f"--{name} must be {word} {meta[key]}, got {v}{fix}")
+    if "check" in meta:
+        try:
+            meta["check"](v)
+        except ValueError as e:
+            raise ValueError(f"--{name} {show(v)}: {e}") from None
+
+
+def rule(meta: Any) -> str:
+    """What a field accepts, in a few words (the README's flag tables)."""
+    parts = []
+    if "choices" in meta:
+        parts.append(" / ".join(map(str, meta["choices"])))
+    lo = next((f"{w} {meta[k]}" for k, _, w in BOUNDS[:2] if k in meta), "")
+    hi = next((f"{w} {meta[k]}" for k, _, w in BOUNDS[2:] if k in meta), "")
+    if lo or hi:
+        parts.append(", ".join(x for x in (lo, hi) if x))
+    if "check" in meta:
+        fn = meta["check"]
+        parts.append(getattr(fn, "rule", fn.__name__.replace("_", " ")))
+    return "; ".join(parts)
+
+
+def check_fields(cfg: Any) -> None:
+    """Every field's own check (nested configs check themselves when they are made)."""
+    for f in dataclasses.fields(cfg):
+        v = getattr(cfg, f.name)
+        if not dataclasses.is_dataclass(v):
+            check_value(f.name, v, f.metadata)
+
+
+def text(v: str) -> None:
+    """Any text (a prompt, a model name): only not empty."""
+    if not str(v).strip():
+        raise ValueError("is empty; give a value or leave the setting out")
+
+
+def path(v: str) -> None:
+    """A file or folder name: not empty, no NUL byte (checked for existence where it is read)."""
+    text(v)
+    if "\0" in v:
+        raise ValueError("has a NUL byte; give a file or folder name")
+
+
+def url(v: str) -> None:
+    """An http(s) URL with a host."""
+    from urllib.parse import urlsplit
+
+    u = urlsplit(str(v))
+    if u.scheme not in ("http", "https") or not u.hostname:
+        raise ValueError("is not an http(s) URL; give one like http://127.0.0.1:11434")
+
+
+def host(v: str) -> None:
+    """A host name or address to bind (no scheme, no port)."""
+    text(v)
+    if "/" in v or " " in v:
+        raise ValueError("is not a host; give an address like 127.0.0.1 or 0.0.0.0")
+
+
+def positive_ints(v: list[int]) -> None:
+    """A list of integers, each >= 1 (batch widths, buckets)."""
+    if not v or any(not isinstance(x, int) or x < 1 for x in v):
+        raise ValueError("must be integers >= 1, e.g. 128,256")
+
+
+def fraction(v: float) -> None:
+    """A share in (0, 1]."""
+    if not 0 < v <= 1:
+        raise ValueError("must be a fraction in (0, 1], e.g. 0.5")
+
+
+text.rule, path.rule, url.rule, host.rule = "text", "a path", "http(s) URL", "host address"
+positive_ints.rule, fraction.rule = "integers >= 1", "in (0, 1]"
 
 
 def truthy(v: str) -> bool:

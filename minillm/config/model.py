@@ -8,11 +8,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from minillm.config.flags import setting
+from minillm.config.flags import check_fields, setting
+
+# minillm.model.PRESETS' names (a test keeps them equal; this module does not import MLX)
+PRESETS = ("tiny", "50mb", "200mb", "moe")
 
 
-def _dim(help: str) -> Any:
-    return setting(None, help + " (overrides the preset)")
+def preset_name(v: str) -> None:
+    if v not in (*PRESETS, "custom"):
+        raise ValueError(f"unknown preset {v!r}; choose one of {', '.join(PRESETS)}, custom")
+
+
+def _dim(help: str, **kw: Any) -> Any:
+    return setting(None, help + " (overrides the preset)", ge=1, **kw)
 
 
 @dataclass
@@ -20,7 +28,9 @@ class ModelSpec:
     """A preset name (`tiny`, `50mb`, `200mb`, `moe`, or `custom`: dimensions only) and the
     `ModelArgs` fields set over it; None keeps the preset's value."""
 
-    preset: str = setting("200mb", "model preset of a fresh run: tiny, 50mb, 200mb, moe, custom")
+    preset: str = setting(
+        "200mb", "model preset of a fresh run: tiny, 50mb, 200mb, moe, custom", check=preset_name
+    )
     hidden_size: int | None = _dim("model width")
     num_hidden_layers: int | None = _dim("transformer blocks")
     num_attention_heads: int | None = _dim("query heads")
@@ -29,18 +39,21 @@ class ModelSpec:
     head_dim: int | None = _dim("width of one attention head")
     vocab_size: int | None = _dim("vocabulary size (default: the tokenizer's)")
     max_position_embeddings: int | None = _dim("longest sequence the model is made for")
-    rope_theta: float | None = _dim("RoPE base")
-    rms_norm_eps: float | None = _dim("RMSNorm epsilon")
+    rope_theta: float | None = setting(None, "RoPE base (overrides the preset)", gt=0)
+    rms_norm_eps: float | None = setting(None, "RMSNorm epsilon (overrides the preset)", gt=0)
     use_moe: bool | None = setting(
         None, "Mixture-of-Experts MLP (MiniMind's); intermediate_size is then per expert"
     )
-    n_routed_experts: int | None = setting(None, "routed experts per MoE layer [preset: 4]")
-    num_experts_per_tok: int | None = setting(None, "routed experts each token uses (top-k)")
-    n_shared_experts: int | None = setting(None, "experts every token uses [preset: 1]")
+    n_routed_experts: int | None = setting(None, "routed experts per MoE layer [preset: 4]", ge=1)
+    num_experts_per_tok: int | None = setting(None, "routed experts each token uses (top-k)", ge=1)
+    n_shared_experts: int | None = setting(None, "experts every token uses [preset: 1]", ge=0)
     norm_topk_prob: bool | None = setting(None, "renormalise the top-k gate weights to sum to 1")
     seq_aux: bool | None = setting(None, "sequence-level (on, MiniMind) or token-level aux loss")
-    aux_loss_alpha: float | None = setting(None, "weight of the MoE load-balancing loss")
+    aux_loss_alpha: float | None = setting(None, "weight of the MoE load-balancing loss", ge=0)
     scoring_func: str | None = setting(None, "gate scoring function", choices=["softmax"])
+
+    def __post_init__(self):
+        check_fields(self)
 
     def overrides(self) -> dict[str, Any]:
         return {

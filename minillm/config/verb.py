@@ -32,8 +32,12 @@ class RunParser:
         include: dict[str, tuple | None],
         groups: dict[str, str],
         extra: Callable[[argparse.ArgumentParser], None] | None = None,
+        saved: bool = True,
     ):
-        self.verb, self.default = verb, default
+        """`saved`: `--resume` reuses the settings the run wrote to `<out_dir>/<verb>.json`
+        (distill, RL; `train --resume` takes the settings typed, and checks them against the
+        run's)."""
+        self.verb, self.default, self.saved = verb, default, saved
         p = OneLineParser(
             prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter
         )
@@ -53,9 +57,13 @@ class RunParser:
         base = apply_env(self.default(), self.verb)
         if given.get("config"):
             base = from_dict(base, read_json(given["config"]), given["config"])
-        elif given.get("resume"):
+        elif given.get("resume") and self.saved:
             out = Path(given.get("out_dir", base.out_dir))
             saved = out / f"{self.verb}.json"
             if saved.is_file():  # the run's own settings, then what was typed now
                 base = from_dict(self.default(), read_json(saved), str(saved))
         return apply(base, given, self.paths)
+
+    def over(self, base: Any, argv: list[str]) -> Any:
+        """`base` with the flags in `argv` laid over (the pipeline's `-- --compile`)."""
+        return apply(base, vars(self.parser.parse_args(argv)), self.paths)

@@ -6,75 +6,33 @@ import argparse
 import dataclasses
 import json
 import math
+import os
 import sys
 from pathlib import Path
 
-from minillm.data.jsonl import add_max_line_flag
-from minillm.init import add_model_args, model_args_from
+from minillm.config.flags import to_dict
+from minillm.config.job import TrainJob
 from minillm.train.config import TrainConfig, resolve_dtype
 
-SKIP = {"progress", "adam_betas"}
+GROUPS = {"data": "data", "model": "model", "train": "training"}
 
 
-def add_config_args(p: argparse.ArgumentParser) -> None:
-    """One flag per `TrainConfig` field, with the field's help string and default."""
-    from minillm.config.flags import add_flags
+def parser():
+    """`minillm train`'s parser: one flag per `TrainJob` field (nested ones flat), `--config`."""
+    from minillm.config.job import NO_FLAG, TrainJob
+    from minillm.config.verb import RunParser
 
-    add_flags(p, TrainConfig(), skip=SKIP, suppress=False)
-
-
-def int_list(s: str | None) -> list[int] | None:
-    if not s:
-        return None
-    try:
-        return [int(x) for x in s.split(",") if x.strip()]
-    except ValueError:
-        raise ValueError(f"{s!r} is not a comma-separated list of integers") from None
+    names = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.name not in NO_FLAG)
+    return RunParser(
+        "train", TrainJob, "minillm train", __doc__, {"train": names}, GROUPS, saved=False
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="minillm train", description=__doc__)
-    d = p.add_argument_group("data")
-    d.add_argument(
-        "--data_path",
-        required=True,
-        help="comma list of JSONL files, dirs, globs, http(s) URLs, minimind:* aliases",
-    )
-    d.add_argument("--data_dir", default="./dataset", help="download cache for URLs and aliases")
-    d.add_argument("--task", choices=["pretrain", "sft", "dpo"], default="pretrain")
-    d.add_argument("--hf_dataset_repo", default="jingyaogong/minimind_dataset")
-    d.add_argument("--hf_endpoint", default=None, help="hub endpoint (default: $HF_ENDPOINT)")
-    d.add_argument("--force_download", action="store_true")
-    d.add_argument("--max_download_mb", type=float, default=2048, help="0 disables the guard")
-    d.add_argument("--shuffle_buffer", type=int, default=2048, help="0 keeps file order")
-    d.add_argument("--bucket_sizes", default=None, help="SFT length buckets, e.g. 128,256")
-    d.add_argument("--label_bucket_sizes", default=None, help="sparse-loss label buckets")
-    d.add_argument(
-        "--skip_bad_lines",
-        action="store_true",
-        help="count and skip malformed JSONL lines instead of stopping",
-    )
-    add_max_line_flag(d)
-    m = p.add_argument_group("model")
-    add_model_args(m)
-    m.set_defaults(preset="200mb")
-    m.add_argument("--tokenizer_path", default=None, help="HF tokenizer folder")
-    m.add_argument("--init_from", default=None, help="checkpoint folder: load weights only")
-    m.add_argument(
-        "--resume",
-        default=None,
-        help="run folder or checkpoint: restore weights, optimizer, schedule, RNG, data",
-    )
-    m.add_argument(
-        "--ref_from",
-        default=None,
-        help="DPO: frozen reference checkpoint [default: --init_from, or the resumed run's]",
-    )
-    add_config_args(p.add_argument_group("training"))
-    return p
+    return parser().parser
 
 
-def load_run_model(ns: argparse.Namespace, cfg: TrainConfig):
+def load_run_model(ns: TrainJob, cfg: TrainConfig):
     """Model + tokenizer for a fresh run, an --init_from run or a --resume."""
     from minillm.checkpoint import check_vocab, load_model
     from minillm.model import Model, init_weights
@@ -101,13 +59,13 @@ def load_run_model(ns: argparse.Namespace, cfg: TrainConfig):
     if base:
         model = load_model(base)
     else:
-        model = Model(model_args_from(ns, tokenizer.vocab_size))
+        model = Model(ns.model.args(tokenizer.vocab_size))
         init_weights(model, cfg.seed)
     check_vocab(model, tokenizer, Path(base or "--vocab_size") / "config.json")
     return model, tokenizer, base_model
 
 
-def dpo_ref_path(ns: argparse.Namespace) -> str:
+def dpo_ref_path(ns: TrainJob) -> str:
     """The DPO reference checkpoint: --ref_from, else --init_from, else the resumed run's
     (recorded in its data cursor, or a LoRA run's base model)."""
     if ns.ref_from or ns.init_from:
@@ -133,17 +91,19 @@ def dpo_ref_path(ns: argparse.Namespace) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ns = build_parser().parse_args(argv)
-    if ns.init_from and ns.resume:
-        raise ValueError(
-            "--init_from and --resume exclude each other: --resume continues a run "
-            "(weights, optimizer, data position), --init_from starts a new one"
-        )
-    fields = {f.name for f in dataclasses.fields(TrainConfig)} - SKIP
-    cfg = TrainConfig(**{k: v for k, v in vars(ns).items() if k in fields})
-    ref_path = dpo_ref_path(ns) if ns.task == "dpo" else None
-    if ns.ref_from and ns.task != "dpo":
-        raise ValueError("--ref_from is for --task dpo only")
+    return run(parser().parse(argv))
+
+
+def run(job: TrainJob) -> int:
+    """Train `job` (its settings written to `<out_dir>/train.json` first)."""
+    job.check()
+    d, cfg = job.data, job.train
+    os.environ["MINILLM_MAX_LINE_MB"] = str(d.max_line_mb)  # read by every JSONL reader
+    ref_path = dpo_ref_path(job) if d.task == "dpo" else None
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    saved = json.dumps({"verb": "train", "config": to_dict(job)}, indent=2)
+    (out / "train.json").write_text(saved + "\n", encoding="utf-8")
 
     from minillm.data.batching import Batches
     from minillm.data.hub import resolve_data_spec
@@ -153,19 +113,19 @@ def main(argv: list[str] | None = None) -> int:
     from minillm.train.plots import plot_run
     from minillm.train.state import find_checkpoint
 
-    model, tokenizer, base_model = load_run_model(ns, cfg)
+    model, tokenizer, base_model = load_run_model(job, cfg)
     paths = resolve_data_spec(
-        ns.data_path,
-        task=ns.task,
-        data_dir=ns.data_dir,
-        hf_endpoint=ns.hf_endpoint,
-        max_download_mb=ns.max_download_mb,
-        force_download=ns.force_download,
-        repo_id=ns.hf_dataset_repo,
+        d.data_path,
+        task=d.task,
+        data_dir=d.data_dir,
+        hf_endpoint=d.hf_endpoint,
+        max_download_mb=d.max_download_mb,
+        force_download=d.force_download,
+        repo_id=d.hf_dataset_repo,
     )
     epochs = max(1, math.ceil(cfg.epochs))
     loss_fn = lm_loss_from_config(cfg)
-    if ns.task == "dpo":
+    if d.task == "dpo":
         from minillm.checkpoint import check_vocab, load_model, parse_dtype
         from minillm.train.dpo import DpoBatches, make_dpo_loss
 
@@ -184,8 +144,8 @@ def main(argv: list[str] | None = None) -> int:
             cfg.batch_size,
             seed=cfg.seed,
             epochs=epochs,
-            shuffle_buffer=ns.shuffle_buffer,
-            skip_bad_lines=ns.skip_bad_lines,
+            shuffle_buffer=d.shuffle_buffer,
+            skip_bad_lines=d.skip_bad_lines,
             ref_from=ref_path,
         )
         loss_fn = make_dpo_loss(cfg)
@@ -193,21 +153,21 @@ def main(argv: list[str] | None = None) -> int:
         batches = Batches(
             paths,
             tokenizer,
-            ns.task,
+            d.task,
             cfg.seq_len,
             cfg.batch_size,
             seed=cfg.seed,
             epochs=epochs,
-            shuffle_buffer=ns.shuffle_buffer,
-            bucket_sizes=int_list(ns.bucket_sizes),
+            shuffle_buffer=d.shuffle_buffer,
+            bucket_sizes=d.bucket_sizes,
             sparse_loss=cfg.sparse_loss,
-            label_bucket_sizes=int_list(ns.label_bucket_sizes),
-            skip_bad_lines=ns.skip_bad_lines,
+            label_bucket_sizes=d.label_bucket_sizes,
+            skip_bad_lines=d.skip_bad_lines,
         )
 
     def no_rows(skipped: dict[str, int]) -> ValueError:
         return ValueError(
-            f"no usable {ns.task} rows in {','.join(map(str, paths))} "
+            f"no usable {d.task} rows in {','.join(map(str, paths))} "
             f"({format_skipped(skipped)}); nothing was trained. Check the files' format "
             "(README: Data formats), or drop --skip_bad_lines to see the first bad line"
         )
@@ -222,10 +182,10 @@ def main(argv: list[str] | None = None) -> int:
             raise no_rows(batches.count_skipped)
         total = dataclasses.replace(cfg, epochs=cfg.epochs / epochs).steps_for(n)
     start = None
-    if ns.resume:
-        start = find_checkpoint(ns.resume)
+    if job.resume:
+        start = find_checkpoint(job.resume)
     print(
-        f"[train] task={ns.task} data={','.join(map(str, paths))} steps={total} "
+        f"[train] task={d.task} data={','.join(map(str, paths))} steps={total} "
         f"dtype={resolve_dtype(cfg.dtype)} out_dir={cfg.out_dir}"
         + (f" resume={start}" if start else ""),
         flush=True,
@@ -244,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
         raise no_rows(batches.skipped)
     if batches.skipped:
         print(f"[train] {format_skipped(batches.skipped)}", file=sys.stderr)
-    if ns.task == "dpo" and batches.dropped:
+    if d.task == "dpo" and batches.dropped:
         print(
             f"[train] dpo: left out {batches.dropped} pairs with no response token within "
             f"seq_len+1={cfg.seq_len + 1} tokens",

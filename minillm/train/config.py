@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
+
+from minillm.config.flags import check_fields, path, setting
 
 OPTIMIZERS = ("adamw", "adafactor", "lion")
 STATE_DTYPES = ("float32", "param")
@@ -26,81 +28,121 @@ def resolve_dtype(name: str) -> str:
     return "bfloat16" if gpu else "float32"
 
 
-def _f(default: Any, help: str, **kw: Any) -> Any:
-    return field(default=default, metadata={"help": help, **kw})  # = minillm.config.setting
+def betas(v: tuple) -> None:
+    if len(v) != 2 or not all(0.0 <= b < 1.0 for b in v):
+        raise ValueError("must be two values in [0, 1), e.g. 0.9,0.95")
+
+
+def lora_targets(v: tuple) -> None:
+    bad = [t for t in v if t not in LORA_TARGETS]
+    if bad or not v:
+        raise ValueError(f"set it to a comma-separated subset of {','.join(LORA_TARGETS)}")
 
 
 @dataclass
 class TrainConfig:
     """Settings of one training run (pretrain, SFT, LoRA; later DPO/GRPO)."""
 
-    out_dir: str = _f("out", "run folder: run.json, metrics.jsonl, checkpoints/, plots/")
-    seq_len: int = _f(512, "tokens per sequence (the data pipeline packs or pads to this)")
-    batch_size: int = _f(8, "sequences per micro-batch")
-    accum_steps: int = _f(1, "micro-batches per optimizer step (gradient accumulation)")
-    max_steps: int | None = _f(
-        None, "optimizer steps (unset or 0: computed from the data and epochs)"
+    out_dir: str = setting(
+        "out", "run folder: run.json, metrics.jsonl, checkpoints/, plots/", check=path
     )
-    epochs: float = _f(1.0, "passes over the data when max_steps is not set")
-    learning_rate: float = _f(3e-4, "peak learning rate (after warmup)")
-    weight_decay: float = _f(0.1, "decoupled weight decay, applied to >=2-D weights only")
-    warmup_steps: int | None = _f(
+    seq_len: int = setting(
+        512, "tokens per sequence (the data pipeline packs or pads to this)", ge=1
+    )
+    batch_size: int = setting(8, "sequences per micro-batch", ge=1)
+    accum_steps: int = setting(1, "micro-batches per optimizer step (gradient accumulation)", ge=1)
+    max_steps: int | None = setting(
+        None,
+        "optimizer steps (unset or 0: computed from the data and epochs)",
+        ge=1,
+        fix="leave it unset (or 0) to train for `epochs` passes over the data",
+    )
+    epochs: float = setting(1.0, "passes over the data when max_steps is not set", gt=0)
+    learning_rate: float = setting(3e-4, "peak learning rate (after warmup)", gt=0)
+    weight_decay: float = setting(
+        0.1, "decoupled weight decay, applied to >=2-D weights only", ge=0
+    )
+    warmup_steps: int | None = setting(
         None,
         "linear LR warm-up steps before cosine decay; default: 100, at most 10% of the run",
         aliases=("lr_warmup_steps",),
+        ge=0,
+        fix="0 disables it",
     )
-    min_lr_ratio: float = _f(0.1, "cosine decays to min_lr_ratio * learning_rate at the last step")
-    grad_clip: float = _f(1.0, "global gradient-norm clip (0 disables clipping)")
-    optimizer: str = _f("adamw", "adamw | adafactor | lion", choices=OPTIMIZERS)
-    optim_state_dtype: str = _f(
+    min_lr_ratio: float = setting(
+        0.1, "cosine decays to min_lr_ratio * learning_rate at the last step", ge=0, le=1
+    )
+    grad_clip: float = setting(
+        1.0, "global gradient-norm clip (0 disables clipping)", ge=0, fix="0 disables clipping"
+    )
+    optimizer: str = setting("adamw", "adamw | adafactor | lion", choices=OPTIMIZERS)
+    optim_state_dtype: str = setting(
         "float32",
         "optimizer state dtype: float32 | param (the parameters' dtype)",
         choices=STATE_DTYPES,
     )
-    adam_betas: tuple[float, float] = _f((0.9, 0.95), "AdamW betas (Lion uses (0.9, 0.99))")
-    adam_eps: float = _f(1e-8, "AdamW epsilon")
-    dtype: str = _f(
+    adam_betas: tuple[float, float] = setting(
+        (0.9, 0.95), "AdamW betas (Lion uses (0.9, 0.99))", check=betas
+    )
+    adam_eps: float = setting(1e-8, "AdamW epsilon", gt=0)
+    dtype: str = setting(
         "auto",
         "parameter dtype during training and in checkpoints; auto: bfloat16 on a GPU (Metal, "
         "CUDA), float32 on the CPU (MLX's CPU bfloat16 matmul is ~12x slower than float32)",
         choices=TRAIN_DTYPES,
     )
-    compile: bool = _f(True, "mx.compile the training step")
-    checkpoint_every_n: int = _f(
+    compile: bool = setting(True, "mx.compile the training step")
+    checkpoint_every_n: int = setting(
         0,
         "gradient checkpointing: recompute every segment of n "
         "layers in the backward pass (0 disables)",
+        ge=0,
+        fix="0 disables it",
     )
-    logits_chunk_size: int = _f(
+    logits_chunk_size: int = setting(
         0,
         "compute the LM-head loss in chunks of this many positions "
         "so full [B,T,V] logits never exist (0 disables)",
+        ge=0,
+        fix="0 disables it",
     )
-    sparse_loss: bool = _f(False, "compute logits only at label_pos (the trained positions)")
-    lora_r: int = _f(0, "LoRA rank (0 trains all weights)")
-    lora_alpha: float = _f(16.0, "LoRA alpha; the adapter output is scaled by alpha / r")
-    lora_dropout: float = _f(0.0, "dropout on the LoRA adapter input")
-    lora_targets: tuple[str, ...] = _f(
-        LORA_TARGETS, "linear layers to adapt (comma-separated names)"
+    sparse_loss: bool = setting(False, "compute logits only at label_pos (the trained positions)")
+    lora_r: int = setting(0, "LoRA rank (0 trains all weights)", ge=0, fix="0 trains all weights")
+    lora_alpha: float = setting(16.0, "LoRA alpha; the adapter output is scaled by alpha / r", gt=0)
+    lora_dropout: float = setting(0.0, "dropout on the LoRA adapter input", ge=0, lt=1)
+    lora_targets: tuple[str, ...] = setting(
+        LORA_TARGETS, "linear layers to adapt (comma-separated names)", check=lora_targets
     )
-    dpo_beta: float = _f(
-        0.1, "DPO beta: strength of the KL tie to the reference model (rewards are beta*logratio)"
+    dpo_beta: float = setting(
+        0.1,
+        "DPO beta: strength of the KL tie to the reference model (rewards are beta*logratio)",
+        gt=0,
     )
-    dpo_loss: str = _f(
+    dpo_loss: str = setting(
         "sigmoid",
         "DPO loss: sigmoid (-log sigmoid(beta*margin)) | ipo ((margin - 1/(2*beta))^2)",
         choices=DPO_LOSSES,
     )
-    save_interval: int = _f(1000, "save a checkpoint every n steps (0: only at the end)")
-    log_interval: int = _f(10, "print a log line and append metrics every n steps")
-    keep_last_checkpoints: int = _f(3, "keep the newest n checkpoints (0 keeps all)")
-    seed: int = _f(
-        1337, "seed of a fresh model's weights, dropout and LoRA init", aliases=("train_seed",)
+    save_interval: int = setting(
+        1000,
+        "save a checkpoint every n steps (0: only at the end)",
+        ge=0,
+        fix="0 saves only at the end",
     )
-    profile_timing: bool = _f(
+    log_interval: int = setting(10, "print a log line and append metrics every n steps", ge=1)
+    keep_last_checkpoints: int = setting(
+        3, "keep the newest n checkpoints (0 keeps all)", ge=0, fix="0 keeps all"
+    )
+    seed: int = setting(
+        1337,
+        "seed of a fresh model's weights, dropout and LoRA init",
+        aliases=("train_seed",),
+        ge=0,
+    )
+    profile_timing: bool = setting(
         False, "log per-phase ms (data, h2d, fwd+bwd, clip, optimizer); adds device syncs"
     )
-    progress: bool | None = _f(None, "tqdm progress bar (default: when stdout is a terminal)")
+    progress: bool | None = setting(None, "tqdm progress bar (default: when stdout is a terminal)")
 
     def __post_init__(self):
         if self.max_steps == 0:  # the same as unset, in every verb
@@ -109,70 +151,19 @@ class TrainConfig:
             self.lora_targets = tuple(t.strip() for t in self.lora_targets.split(",") if t.strip())
         self.lora_targets = tuple(self.lora_targets)
         self.adam_betas = tuple(float(b) for b in self.adam_betas)
-        for name, allowed in (
-            ("optimizer", OPTIMIZERS),
-            ("optim_state_dtype", STATE_DTYPES),
-            ("dtype", TRAIN_DTYPES),
-            ("dpo_loss", DPO_LOSSES),
-        ):
-            if getattr(self, name) not in allowed:
-                raise ValueError(
-                    f"{name}={getattr(self, name)!r} is not supported; set "
-                    f"{name} to one of {', '.join(allowed)}"
-                )
-        for name in ("seq_len", "batch_size", "accum_steps", "log_interval"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name}={getattr(self, name)} must be >= 1")
-        if self.warmup_steps is not None and self.warmup_steps < 0:
-            raise ValueError(f"warmup_steps={self.warmup_steps} must be >= 0 (0 disables it)")
-        for name in (
-            "checkpoint_every_n",
-            "logits_chunk_size",
-            "lora_r",
-            "save_interval",
-            "keep_last_checkpoints",
-            "weight_decay",
-            "grad_clip",
-        ):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name}={getattr(self, name)} must be >= 0 (0 disables it)")
-        if self.max_steps is not None:
-            if self.max_steps < 1:
-                raise ValueError(
-                    f"max_steps={self.max_steps} must be >= 1; leave it unset to "
-                    "train for `epochs` passes over the data"
-                )
-            if self.warmup_steps is not None and self.warmup_steps >= self.max_steps:
-                raise ValueError(
-                    f"warmup_steps={self.warmup_steps} leaves no decay phase in "
-                    f"max_steps={self.max_steps}; set warmup_steps below "
-                    f"{self.max_steps} (e.g. {self.max_steps // 10})"
-                )
-        if self.dpo_beta <= 0:
-            raise ValueError(f"dpo_beta={self.dpo_beta} must be > 0")
-        if self.epochs <= 0:
-            raise ValueError(f"epochs={self.epochs} must be > 0")
-        if self.learning_rate <= 0:
-            raise ValueError(f"learning_rate={self.learning_rate} must be > 0")
-        if not 0.0 <= self.min_lr_ratio <= 1.0:
-            raise ValueError(f"min_lr_ratio={self.min_lr_ratio} must be in [0, 1]")
-        if not all(0.0 <= b < 1.0 for b in self.adam_betas) or len(self.adam_betas) != 2:
-            raise ValueError(f"adam_betas={self.adam_betas} must be two values in [0, 1)")
+        check_fields(self)
+        if self.max_steps and self.warmup_steps is not None and self.warmup_steps >= self.max_steps:
+            raise ValueError(
+                f"warmup_steps={self.warmup_steps} leaves no decay phase in "
+                f"max_steps={self.max_steps}; set warmup_steps below "
+                f"{self.max_steps} (e.g. {self.max_steps // 10})"
+            )
         if self.dtype == "float16" and self.optim_state_dtype == "param":
             raise ValueError(
                 "optim_state_dtype='param' with dtype='float16' underflows the "
                 "second moment; set optim_state_dtype='float32'"
             )
         if self.lora_r:
-            if self.lora_alpha <= 0:
-                raise ValueError(f"lora_alpha={self.lora_alpha} must be > 0 when lora_r > 0")
-            if not 0.0 <= self.lora_dropout < 1.0:
-                raise ValueError(f"lora_dropout={self.lora_dropout} must be in [0, 1)")
-            if not self.lora_targets:
-                raise ValueError(
-                    f"lora_targets is empty; set it to a comma-separated subset "
-                    f"of {','.join(LORA_TARGETS)}"
-                )
             if self.lora_dropout and self.checkpoint_every_n:
                 raise ValueError(
                     "lora_dropout with checkpoint_every_n would draw other dropout "
