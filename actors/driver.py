@@ -228,7 +228,7 @@ WHERE: dict[str, Any] = {"dashboard": None, "ray_log": None}  # of the Ray init_
 def summary(tag: str, out_dir: Any, res: dict, held_out: list[str]) -> str:
     """The block a run ends with: where its checkpoint, metrics, plots, logs and dashboard
     are, and its final held-out numbers (`held_out` lines)."""
-    from minillm.train.state import list_checkpoints
+    from minillm.checkpoint import list_checkpoints
 
     out = Path(out_dir)
     ckpts = list_checkpoints(out) if out.is_dir() else []
@@ -310,7 +310,7 @@ class Driver:
     def maybe_eval(self, final: bool = False) -> None:
         """Collect a finished evaluation; start one on the newest checkpoint when it is due
         (every `eval_every()` steps). `final` waits for both."""
-        from minillm.train.state import list_checkpoints
+        from minillm.checkpoint import list_checkpoints
 
         if self.evaluator is None:
             return

@@ -22,7 +22,8 @@ import pyarrow as pa
 from actors.metrics import Metrics
 from actors.shards import SCHEMA
 from minillm.data.tasks import Task, TaskSource, oracle_reply, verify
-from minillm.teacher import TeacherError, error_kind, make_teacher, think_leak
+from minillm.eval.verify import think_leak
+from minillm.teacher import TeacherError, error_kind, make_teacher
 
 
 def task_seed(seed: int, index: int) -> int:

@@ -19,7 +19,7 @@ from actors.stream import ShardStream
 def build_model(model: dict, tokenizer, seed: int):
     """A fresh model from {"preset": name, **dimension overrides} ("custom": dimensions only)."""
     from minillm.checkpoint import check_vocab
-    from minillm.model import Model, ModelArgs, init_weights
+    from minillm.models import Model, ModelArgs, init_weights
 
     spec = dict(model)
     preset = spec.pop("preset", "tiny")
@@ -72,10 +72,9 @@ class Learner:
         self.done = False
 
     def _setup(self):
-        from minillm.checkpoint import check_vocab, load_model
+        from minillm.checkpoint import check_vocab, find_checkpoint, load_model
         from minillm.tokenizer import load_tokenizer
         from minillm.train.config import TrainConfig
-        from minillm.train.state import find_checkpoint
 
         cfg = TrainConfig(**self.train_cfg)
         start = find_checkpoint(cfg.out_dir) if self.resume else None

@@ -53,7 +53,7 @@ class LocalRollouts:
         return self.buffer.take(n, version, 0.0)
 
     def maybe_eval(self, step: int, final: bool = False) -> None:
-        from minillm.train.state import list_checkpoints
+        from minillm.checkpoint import list_checkpoints
 
         if self.evaluator is None or step in self.evaluated or step == 0:
             return

@@ -11,7 +11,7 @@ folder in every implementation:
   eager      the same with MINILLM_JOINED_DECODE=0: the model layer by layer, as mlx-lm
   mlx_lm     `mlx_lm.load` of the folder; `generate_step` at batch 1 (what `mlx_lm.generate`
              runs), `BatchGenerator` with the whole batch in one completion batch above
-  llama_cpp  the folder exported with `minillm.export_gguf` (f32 for float32, else f16: the
+  llama_cpp  the folder exported with `minillm.export.gguf` (f32 for float32, else f16: the
              exporter's dtypes) and decoded with llama.cpp's C API through llama-cpp-python
              (`llama_decode` on a batch with one sequence id per prompt, argmax on the host as
              llama.cpp's greedy sampler does); "skipped (not installed)" without `llama_cpp`
@@ -259,7 +259,7 @@ def main(argv: list[str] | None = None) -> dict:
     import numpy as np
 
     from minillm.checkpoint import cast_model, load, parse_dtype, save_model
-    from minillm.model import Model, ModelArgs, init_weights
+    from minillm.models import Model, ModelArgs, init_weights
     from minillm.tokenizer import load_tokenizer
 
     tok = load_tokenizer()
@@ -309,7 +309,7 @@ def main(argv: list[str] | None = None) -> dict:
                     why = f"failed: mlx_lm.load: {one_line(e)}"
             else:
                 try:
-                    from minillm.export_gguf import export_gguf
+                    from minillm.export.gguf import export_gguf
 
                     gguf = tmp / f"model-{gguf_dtype}.gguf"
                     active[impl] = export_gguf(ckpt, gguf, dtype=gguf_dtype)

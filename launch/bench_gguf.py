@@ -73,8 +73,9 @@ def main(argv: list[str] | None = None) -> int:
         print("llama.cpp: skipped (llama_cpp is not importable; pip install llama-cpp-python)")
         return 0
 
-    from minillm.export_gguf import export_gguf
-    from minillm.infer import chat_prompt, load_with_adapters
+    from minillm.checkpoint import load_with_adapters
+    from minillm.export.gguf import export_gguf
+    from minillm.infer import chat_prompt
 
     model, tok = load_with_adapters(ns.checkpoint, adapter_path=ns.adapter_path)
     messages = [{"role": "user", "content": ns.prompt}]

@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> None:
     import mlx.core as mx
 
     from minillm.checkpoint import cast_model, load, parse_dtype, save_model
-    from minillm.model import Model, ModelArgs, init_weights
+    from minillm.models import Model, ModelArgs, init_weights
     from minillm.serve import App, serve_app
     from minillm.tokenizer import load_tokenizer
 

@@ -54,7 +54,7 @@ if __name__ == "__main__":
 import mlx.core as mx  # noqa: E402
 import numpy as np  # noqa: E402
 
-from minillm.model import PRESETS, Model, ModelArgs, init_weights  # noqa: E402
+from minillm.models import PRESETS, Model, ModelArgs, init_weights  # noqa: E402
 from minillm.stats import (  # noqa: E402
     detect_device,
     flops_per_token,

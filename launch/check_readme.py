@@ -86,9 +86,11 @@ def check(argv: list[str]) -> str | None:
         real(self, args, namespace)
         raise Parsed
 
+    from minillm.cli import MODULES
+
     err = io.StringIO()
     try:
-        main = importlib.import_module(f"minillm.{verb}").main
+        main = importlib.import_module(MODULES.get(verb, f"minillm.{verb}")).main
     except ModuleNotFoundError as e:
         return f"no verb {verb!r} ({e})"
     argparse.ArgumentParser.parse_args = parse_then_stop

@@ -34,7 +34,7 @@ import mlx.core as mx  # noqa: E402
 
 import minillm.decode as dec  # noqa: E402
 from minillm.checkpoint import cast_model, parse_dtype  # noqa: E402
-from minillm.model import Model, ModelArgs, init_weights  # noqa: E402
+from minillm.models import Model, ModelArgs, init_weights  # noqa: E402
 
 VARIANTS = ("eager", "joined")
 

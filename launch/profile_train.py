@@ -69,20 +69,20 @@ def kind_of(name: str) -> str:
 
 def set_switches(on: tuple[str, ...]) -> None:
     """Turn each of SWITCHES on if named in `on`, off otherwise."""
-    from minillm import model
+    from minillm.models import layers
     from minillm.train import fused_adam, loop, losses
 
     losses.FAST_CE = "fast_ce" in on
     loop.WHOLE_STEP = "whole" in on
     fused_adam.ENABLED = "fused_adam" in on
-    model.RMSNorm.split_grad = "norm_grad" in on
-    model.SWIGLU_VJP = "swiglu" in on
+    layers.RMSNorm.split_grad = "norm_grad" in on
+    layers.SWIGLU_VJP = "swiglu" in on
 
 
 def build(ns):
     import mlx.core as mx
 
-    from minillm.model import Model, ModelArgs, init_weights
+    from minillm.models import Model, ModelArgs, init_weights
     from minillm.train.config import TrainConfig
 
     args = ModelArgs.from_preset(ns.preset, num_hidden_layers=ns.layers)

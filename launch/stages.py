@@ -126,7 +126,7 @@ def records(run_dir: Path, event: str) -> list[dict]:
 
 
 def final_checkpoint(run_dir: Path) -> str:
-    from minillm.train.state import find_checkpoint
+    from minillm.checkpoint import find_checkpoint
 
     ck = find_checkpoint(run_dir)
     if ck is None:

@@ -1,5 +1,9 @@
 """Checkpoint folders in Hugging Face layout: config.json + model.safetensors + tokenizer files.
 
+The one loader: find a run's checkpoints (`list_checkpoints`, `find_checkpoint`), its LoRA
+adapters (`find_adapters`), and load a model (`load_model`), with its tokenizer (`load`), with
+adapters fused (`load_with_adapters`). Every verb and both learners load through here.
+
 A folder written here opens unmodified with `transformers.AutoModelForCausalLM`, `mlx_lm.load`
 and `minillm.load`.
 """
@@ -16,7 +20,7 @@ from typing import Any
 import mlx.core as mx
 import mlx.nn as nn
 
-from minillm.model import MOE_MODEL_TYPE, Model, ModelArgs
+from minillm.models import MOE_MODEL_TYPE, Model, ModelArgs
 from minillm.tokenizer import Tokenizer, load_tokenizer
 
 DTYPES = {"float32": mx.float32, "bfloat16": mx.bfloat16, "float16": mx.float16}
@@ -185,13 +189,85 @@ def check_weights(model: Model, weights: dict[str, mx.array], where: Path) -> di
     return weights
 
 
+# A training run's checkpoints: <out_dir>/checkpoints/step_XXXXXXXX/ with a state.json
+# (minillm/train/state.py writes them).
+STATE_FILE = "state.json"
+PREFIX = "step_"
+
+
+def checkpoints_dir(out_dir: str | os.PathLike) -> Path:
+    return Path(out_dir) / "checkpoints"
+
+
+def list_checkpoints(out_dir: str | os.PathLike) -> list[tuple[int, Path]]:
+    """Complete checkpoints under `out_dir`, sorted by step number (not mtime)."""
+    root = checkpoints_dir(out_dir)
+    if not root.is_dir():
+        return []
+    found = []
+    for p in root.iterdir():
+        num = p.name[len(PREFIX) :]
+        if (
+            p.is_dir()
+            and p.name.startswith(PREFIX)
+            and num.isdigit()
+            and (p / STATE_FILE).is_file()
+        ):
+            found.append((int(num), p))
+    return sorted(found)
+
+
+def find_checkpoint(path: str | os.PathLike) -> Path | None:
+    """`path` itself if it is a checkpoint, else the newest checkpoint of run folder `path`."""
+    path = Path(path)
+    if (path / STATE_FILE).is_file():
+        return path
+    ckpts = list_checkpoints(path)
+    return ckpts[-1][1] if ckpts else None
+
+
+def find_adapters(path: str | os.PathLike) -> Path:
+    """The folder with the adapter files: `path` itself or the newest checkpoint of run `path`."""
+    from minillm.train.lora import ADAPTER_CONFIG, ADAPTER_WEIGHTS
+
+    p = Path(path)
+    if not p.is_dir():
+        raise FileNotFoundError(
+            f"adapter folder {p} does not exist; pass a folder written by a "
+            "LoRA run (`minillm train --lora_r R`)"
+        )
+    if not (p / ADAPTER_CONFIG).is_file():
+        ckpt = find_checkpoint(p)
+        if ckpt is not None and (ckpt / ADAPTER_CONFIG).is_file():
+            p = ckpt
+    for name in (ADAPTER_CONFIG, ADAPTER_WEIGHTS):
+        if not (p / name).is_file():
+            raise FileNotFoundError(
+                f"{p / name} is missing; pass a folder holding "
+                f"{ADAPTER_WEIGHTS} and {ADAPTER_CONFIG} (a LoRA checkpoint)"
+            )
+    return p
+
+
+def adapter_base(path: str | os.PathLike) -> str | None:
+    """The base model recorded in `path/adapter_config.json` (None if it has none)."""
+    from minillm.train.lora import ADAPTER_CONFIG
+
+    cfg_path = Path(path) / ADAPTER_CONFIG
+    try:
+        cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{cfg_path}: invalid JSON ({e.msg}); re-save the adapters") from None
+    if not isinstance(cfg, dict):
+        raise ValueError(f"{cfg_path}: top level is not a JSON object; re-save the adapters")
+    return cfg.get("base_model") or cfg.get("model") or None
+
+
 def resolve_checkpoint(path: str | os.PathLike) -> Path:
     """`path` itself, or the newest checkpoint (by step number) of run folder `path`."""
     path = Path(path)
     if (path / "config.json").is_file() or not (path / "checkpoints").is_dir():
         return path
-    from minillm.train.state import find_checkpoint
-
     return find_checkpoint(path) or path
 
 
@@ -229,4 +305,28 @@ def load(
         tokenizer_path = str(path)
     tokenizer = load_tokenizer(tokenizer_path)
     check_vocab(model, tokenizer, path / "config.json")
+    return model, tokenizer
+
+
+def load_with_adapters(
+    checkpoint: str,
+    tokenizer_path: str | None = None,
+    dtype: str | None = None,
+    adapter_path: str | None = None,
+):
+    """`(model, tokenizer)` of `checkpoint`, with the LoRA adapters of `adapter_path` (a folder
+    with adapter_config.json, or a LoRA run) fused into its weights, so generation runs at the
+    plain model's speed; cast to `dtype`."""
+    dt = parse_dtype(dtype) if dtype else None
+    if not adapter_path:
+        return load(checkpoint, tokenizer_path, dt)
+    from minillm.train.lora import fuse, load_adapters
+
+    adapters = find_adapters(adapter_path)
+    model, tokenizer = load(checkpoint, tokenizer_path)
+    fuse(load_adapters(model, adapters))
+    if dt is not None:
+        cast_model(model, dt)
+    model.eval()
+    mx.eval(model.parameters())
     return model, tokenizer

@@ -26,6 +26,8 @@ VERBS = {
     "stats": "parameters by component, FLOPs per token, device peak and MFU",
     "speed": "train-step and decode throughput on random tokens (every loop switch)",
 }
+# verbs whose code is not at minillm.<verb>
+MODULES = {"bench": "minillm.eval.bench"}
 
 
 def run(
@@ -103,7 +105,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"minillm: error: unknown verb {verb!r}\n{usage()}", file=sys.stderr)
         sys.exit(2)
     prog = f"minillm {verb}"
-    run(import_main(f"minillm.{verb}", prog), rest, prog=prog, entry=entry)
+    run(import_main(MODULES.get(verb, f"minillm.{verb}"), prog), rest, prog=prog, entry=entry)
 
 
 NO_BACKEND = (

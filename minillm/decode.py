@@ -24,7 +24,7 @@ import os
 import mlx.core as mx
 import mlx.nn as nn
 
-from minillm.model import MLP, Model
+from minillm.models import MLP, Model
 
 
 def joinable(model) -> bool:

@@ -9,46 +9,11 @@ checkpoint is used). `--model` defaults to the base model recorded in adapter_co
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from pathlib import Path
 
-from minillm.train.lora import ADAPTER_CONFIG, ADAPTER_WEIGHTS
-
-
-def find_adapters(path: str | os.PathLike) -> Path:
-    """The folder with the adapter files: `path` itself or the newest checkpoint of run `path`."""
-    from minillm.train.state import find_checkpoint
-
-    p = Path(path)
-    if not p.is_dir():
-        raise FileNotFoundError(
-            f"adapter folder {p} does not exist; pass a folder written by a "
-            "LoRA run (`minillm train --lora_r R`)"
-        )
-    if not (p / ADAPTER_CONFIG).is_file():
-        ckpt = find_checkpoint(p)
-        if ckpt is not None and (ckpt / ADAPTER_CONFIG).is_file():
-            p = ckpt
-    for name in (ADAPTER_CONFIG, ADAPTER_WEIGHTS):
-        if not (p / name).is_file():
-            raise FileNotFoundError(
-                f"{p / name} is missing; pass a folder holding "
-                f"{ADAPTER_WEIGHTS} and {ADAPTER_CONFIG} (a LoRA checkpoint)"
-            )
-    return p
-
-
-def adapter_base(path: str | os.PathLike) -> str | None:
-    """The base model recorded in `path/adapter_config.json` (None if it has none)."""
-    cfg_path = Path(path) / ADAPTER_CONFIG
-    try:
-        cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{cfg_path}: invalid JSON ({e.msg}); re-save the adapters") from None
-    if not isinstance(cfg, dict):
-        raise ValueError(f"{cfg_path}: top level is not a JSON object; re-save the adapters")
-    return cfg.get("base_model") or cfg.get("model") or None
+from minillm.checkpoint import adapter_base, find_adapters, load_with_adapters  # noqa: F401
+from minillm.train.lora import ADAPTER_CONFIG
 
 
 def resolve_base(model: str | None, adapters: Path) -> str:
@@ -67,7 +32,6 @@ def fuse_adapters(
 ) -> Path:
     """Load `model_path`, fuse the adapters of `adapter_path` and save the result to `out_dir`."""
     from minillm.checkpoint import save_model
-    from minillm.infer import load_with_adapters
 
     if Path(out_dir).resolve() == Path(model_path).resolve():
         raise ValueError(f"--out_dir {out_dir} is the base model folder; choose another folder")

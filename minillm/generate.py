@@ -12,7 +12,7 @@ import mlx.core as mx
 
 from minillm.decode import Decoder
 from minillm.json_constraint import JsonPrefix
-from minillm.model import Model
+from minillm.models import Model
 
 
 @dataclass

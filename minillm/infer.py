@@ -6,6 +6,8 @@ import argparse
 import sys
 from typing import Any
 
+from minillm.checkpoint import load_with_adapters  # noqa: F401  (its old import path)
+
 
 def add_sampling_args(p: argparse.ArgumentParser) -> None:
     """Flags shared by `infer` and `chat`: checkpoint, sampling and context limits."""
@@ -67,35 +69,6 @@ def sampling_kwargs(ns: argparse.Namespace) -> dict[str, Any]:
         "max_seq_len",
     )
     return {k: getattr(ns, k) for k in names}
-
-
-def load_with_adapters(
-    checkpoint: str,
-    tokenizer_path: str | None = None,
-    dtype: str | None = None,
-    adapter_path: str | None = None,
-):
-    """`(model, tokenizer)` of `checkpoint`, with the LoRA adapters of `adapter_path` (a folder
-    with adapter_config.json, or a LoRA run) fused into its weights, so generation runs at the
-    plain model's speed; cast to `dtype`."""
-    import mlx.core as mx
-
-    from minillm.checkpoint import cast_model, load, parse_dtype
-
-    dt = parse_dtype(dtype) if dtype else None
-    if not adapter_path:
-        return load(checkpoint, tokenizer_path, dt)
-    from minillm.fuse import find_adapters
-    from minillm.train.lora import fuse, load_adapters
-
-    adapters = find_adapters(adapter_path)
-    model, tokenizer = load(checkpoint, tokenizer_path)
-    fuse(load_adapters(model, adapters))
-    if dt is not None:
-        cast_model(model, dt)
-    model.eval()
-    mx.eval(model.parameters())
-    return model, tokenizer
 
 
 def load_for_inference(ns: argparse.Namespace):

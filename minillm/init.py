@@ -6,7 +6,7 @@ import argparse
 import dataclasses
 
 from minillm.config.model import ModelSpec
-from minillm.model import ModelArgs
+from minillm.models import ModelArgs
 
 
 def add_model_args(p: argparse.ArgumentParser, preset: str = "tiny") -> None:
@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> None:
     ns = p.parse_args(argv)
 
     from minillm.checkpoint import cast_model, check_vocab, parse_dtype, save_model
-    from minillm.model import Model, init_weights, num_params
+    from minillm.models import Model, init_weights, num_params
     from minillm.tokenizer import load_tokenizer
 
     dtype = parse_dtype(ns.dtype)

@@ -29,7 +29,7 @@ IDENTITY_PROMPT = "请介绍一下自己。"
 
 
 def latest(run_dir: Path) -> Path | None:
-    from minillm.train.state import list_checkpoints
+    from minillm.checkpoint import list_checkpoints
 
     found = list_checkpoints(run_dir)
     return found[-1][1] if found else None
@@ -125,7 +125,7 @@ def run_rl(s: PipelineConfig, out: Path, init_from: str) -> Path:
     "generated" writes GSM8K-format addition problems (`make_arithmetic_set`)."""
     import json
 
-    from actors.rl import launch
+    from actors.rl_launch import launch
     from minillm.data.gsm8k import make_arithmetic_set
 
     run_dir = out / "rl"

@@ -12,7 +12,7 @@ from typing import Any
 import mlx.core as mx
 
 from minillm.init import add_model_args, model_args_from
-from minillm.model import Model, ModelArgs, init_weights
+from minillm.models import Model, ModelArgs, init_weights
 from minillm.train.config import LORA_TARGETS, OPTIMIZERS, STATE_DTYPES, TRAIN_DTYPES, TrainConfig
 
 MIB = 2**20

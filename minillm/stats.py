@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 from minillm.init import add_model_args, model_args_from
-from minillm.model import ModelArgs
+from minillm.models import ModelArgs
 
 # Apple GPUs: fp32 TFLOP/s per GPU core = 128 FP32 ALUs x 2 (FMA) x GPU clock (GHz) / 1000,
 # using the publicly listed clocks (M1 ~1.28, M1 Pro/Max/Ultra ~1.30, M2 family ~1.40,

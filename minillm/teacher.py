@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,9 +13,11 @@ from typing import Any
 
 import httpx
 
+from minillm.eval.verify import split_think
+
 DEFAULT_URL = "http://127.0.0.1:11434"
 DEFAULT_MODEL = "qwen3:0.6b"
-RETRY_STATUS = frozenset({500, 502, 503, 504})
+RETRY_STATUS = frozenset({429, 500, 502, 503, 504})  # 429: rate-limited, try later
 RETRY_ERRORS = (
     httpx.ConnectError,
     httpx.ConnectTimeout,
@@ -25,9 +26,6 @@ RETRY_ERRORS = (
     httpx.RemoteProtocolError,
     httpx.PoolTimeout,
 )
-THINK_RE = re.compile(r"<think>(.*?)(?:</think>|$)", re.S | re.I)
-CLOSE_RE = re.compile(r"</think>", re.I)
-LEAK_RE = re.compile(r"<\s*/?\s*think", re.I)  # `<think `, `<Thinking>`, `</ think>`, ...
 
 
 class TeacherError(RuntimeError):
@@ -74,31 +72,8 @@ class TeacherReply:
     latency_s: float = 0.0
     attempts: int = 1
     done_reason: str | None = None
+    eval_s: float | None = None  # the server's own decode time (Ollama's eval_duration)
     retry_reasons: tuple[str, ...] = ()
-
-
-def split_think(content: str, thinking: str = "") -> tuple[str, str]:
-    """The one rule for teacher output: every `<think>…</think>` block of `content`, wherever
-    it is, an unclosed `<think>` (to the end) and the text before a lone `</think>` (templates
-    that open the block in the prompt) move to `thinking`; what is left is what gets verified
-    and stored. Content that still names a think tag after that (`<think ` or `<thinking>`)
-    is left as is for `think_leak` to reject."""
-    inner: list[str] = [thinking.strip()] if thinking.strip() else []
-
-    def take(m: re.Match) -> str:
-        inner.append(m.group(1).strip())
-        return ""
-
-    content = THINK_RE.sub(take, content)
-    *heads, content = CLOSE_RE.split(content)
-    inner += [h.strip() for h in heads]
-    return content.strip(), "\n".join(t for t in inner if t)
-
-
-def think_leak(content: str) -> bool:
-    """Whether `content` still carries think-tag text (after `split_think`), in any case or
-    spacing."""
-    return LEAK_RE.search(content) is not None
 
 
 def _json_body(r: httpx.Response, where: str, retry: bool = False) -> dict:
@@ -327,6 +302,7 @@ class OllamaTeacher(_HTTPTeacher):
             attempts=len(reasons) + 1,
             retry_reasons=reasons,
             done_reason=out.get("done_reason"),
+            eval_s=out["eval_duration"] / 1e9 if out.get("eval_duration") else None,
         )
 
     def _read_json(self, r: httpx.Response) -> dict:

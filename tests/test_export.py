@@ -96,7 +96,7 @@ def test_hf_export_dtype(tiny_ckpt, tmp_path):
 
 
 def test_permute_round_trip():
-    from minillm.export_gguf import permute_qk, unpermute_qk
+    from minillm.export.gguf import permute_qk, unpermute_qk
 
     w = np.arange(4 * 8 * 3, dtype=np.float32).reshape(4 * 8, 3)
     p = permute_qk(w, 4)
@@ -112,7 +112,7 @@ def test_gguf_export(tiny_ckpt, tmp_path, dtype):
 
     from minillm.checkpoint import load
     from minillm.export import main
-    from minillm.export_gguf import gguf_name, unpermute_qk
+    from minillm.export.gguf import gguf_name, unpermute_qk
 
     out = tmp_path / "m" / "model.gguf"
     assert main(["gguf", tiny_ckpt, str(out), "--dtype", dtype]) == 0
@@ -178,7 +178,7 @@ def test_gguf_export(tiny_ckpt, tmp_path, dtype):
 def test_gguf_tokens_match_tokenizer(tiny_ckpt, tmp_path):
     import gguf
 
-    from minillm.export_gguf import export_gguf
+    from minillm.export.gguf import export_gguf
     from minillm.tokenizer import load_tokenizer
 
     out = export_gguf(tiny_ckpt, tmp_path / "t.gguf", dtype="f32")
@@ -190,7 +190,7 @@ def test_gguf_tokens_match_tokenizer(tiny_ckpt, tmp_path):
 
 def test_export_bad_input(tiny_ckpt, tmp_path):
     from minillm.export import export_hf, main
-    from minillm.export_gguf import export_gguf
+    from minillm.export.gguf import export_gguf
 
     with pytest.raises(FileNotFoundError, match="does not exist"):
         export_hf(tmp_path / "nope", tmp_path / "o")
@@ -267,7 +267,7 @@ def gguf_forward(path, ids: list[int]) -> np.ndarray:
 def test_gguf_numpy_forward_matches_minillm(tiny_ckpt, lora_dir, tmp_path):
     import mlx.core as mx
 
-    from minillm.export_gguf import export_gguf
+    from minillm.export.gguf import export_gguf
     from minillm.infer import chat_prompt, load_with_adapters
 
     model, tok = load_with_adapters(tiny_ckpt, adapter_path=lora_dir)
@@ -308,7 +308,7 @@ def test_export_corrupt_checkpoint_one_line_error(tiny_ckpt, tmp_path, capsys, f
 def test_gguf_runs_in_llama_cpp(tiny_ckpt, lora_dir, tmp_path):
     pytest.importorskip("llama_cpp")
     from launch.bench_gguf import llama_cpp_run, minillm_run
-    from minillm.export_gguf import export_gguf
+    from minillm.export.gguf import export_gguf
     from minillm.infer import chat_prompt, load_with_adapters
 
     model, tok = load_with_adapters(tiny_ckpt, adapter_path=lora_dir)

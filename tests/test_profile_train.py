@@ -37,14 +37,14 @@ def test_kinds_of_mlx_kernel_names():
 
 
 def test_switches_and_variants_on_cpu(capsys):
-    from minillm import model
+    from minillm.models import layers
     from minillm.train import fused_adam, loop, losses
 
     assert set(pt.VARIANTS["no_whole"]) == set(pt.SWITCHES) - {"whole"}
     try:
         pt.set_switches(("whole",))
         assert loop.WHOLE_STEP and not losses.FAST_CE and not fused_adam.ENABLED
-        assert not model.RMSNorm.split_grad and not model.SWIGLU_VJP
+        assert not layers.RMSNorm.split_grad and not layers.SWIGLU_VJP
         pt.main(
             [
                 "--preset",
@@ -70,4 +70,4 @@ def test_switches_and_variants_on_cpu(capsys):
         for mode in ("sync", "pipelined"):
             assert re.search(rf"variant {name}\s+{mode}\s+[\d,]+ tok/s", out), out
         assert re.search(rf"variant {name}\s+host: [\d.]+ ms building", out), out
-    assert loop.WHOLE_STEP and model.SWIGLU_VJP  # the defaults are back
+    assert loop.WHOLE_STEP and layers.SWIGLU_VJP  # the defaults are back

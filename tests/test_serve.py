@@ -17,7 +17,8 @@ from conftest import served_app
 
 from minillm.generate import Token
 from minillm.serve import App, build_parser
-from minillm.serve_engine import ThinkSplitter, split_stop, split_thinking
+from minillm.serve.engine import split_stop
+from minillm.serve.parse import ThinkSplitter, split_thinking
 
 MSG = [{"role": "user", "content": "hello there"}]
 

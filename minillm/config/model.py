@@ -10,7 +10,7 @@ from typing import Any
 
 from minillm.config.flags import check_fields, setting
 
-# minillm.model.PRESETS' names (a test keeps them equal; this module does not import MLX)
+# minillm.models.PRESETS' names (a test keeps them equal; this module does not import MLX)
 PRESETS = ("tiny", "50mb", "200mb", "moe")
 
 
@@ -68,7 +68,7 @@ class ModelSpec:
 
     def args(self, vocab_size: int):
         """The `ModelArgs` of a fresh model (ValueError naming the bad dimension)."""
-        from minillm.model import ModelArgs
+        from minillm.models import ModelArgs
 
         over = self.overrides()
         over.setdefault("vocab_size", vocab_size)

@@ -21,6 +21,8 @@ import re
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
+from minillm.eval.verify import strip_thinking
+
 GSM8K_REPO = "openai/gsm8k"
 SPLIT_FILES = {
     "train": "main/train-00000-of-00001.parquet",
@@ -51,22 +53,12 @@ _NUM = re.compile(
     r"(?<![\w)\].])-?(?:\d{1,3}(?:,\d{3})+(?![\d,]\d)|\d+)(?:\.\d+)?(?!\.?\d)"
     r"|(?<![\w)\].])-?\.\d+"
 )
-_THINK = re.compile(r"<think>.*?(?:</think>|$)", re.S)
 _HASH = re.compile(r"####")
 _ANSWER_STRICT = re.compile(r"(?:答案|\banswer)\s*[:：]", re.I)
 _ANSWER_LOOSE = re.compile(
     r"(?:答案|\banswer)\s*(?:[:：]|是|为|\bis\b)|(?:最终答案|final answer)", re.I
 )
 _ANNOT = re.compile(r"<<[^<>]*>>")
-
-
-def strip_thinking(text: str) -> str:
-    """Drop `<think>...</think>` blocks (an unclosed one runs to the end) and any text before a
-    lone `</think>` (chat templates that open the block in the prompt)."""
-    text = _THINK.sub("", text or "")
-    if "</think>" in text:
-        text = text.rsplit("</think>", 1)[1]
-    return text
 
 
 def _clean(text: str) -> str:

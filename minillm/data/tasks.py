@@ -9,7 +9,7 @@ import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
-from ..bench.score import _same, extract_ints, extract_json, score_string, strip_thinking
+from ..eval.verify import answer_string, clean, extract_ints, extract_json, same_number
 from .tasks_fmt import gen_copy, gen_json, gen_knowledge, gen_sort
 from .tasks_reason import gen_logic, gen_math, gen_multihop
 
@@ -72,13 +72,9 @@ _NUMERIC = re.compile(r"-?\d+(?:\.\d+)?")
 _YESNO = {"yes": "yes", "no": "no", "是": "是", "是的": "是", "否": "否", "不是": "否", "不": "否"}
 
 
-def _clean(text: str) -> str:
-    return strip_thinking(text).replace("**", "").replace("−", "-").strip()
-
-
 def extract_answer(text: str) -> str | None:
     """The final answer: the last "Answer:"/"答案：" line, else `#### x`, else the last `\\boxed{x}`."""
-    t = _clean(text)
+    t = clean(text)
     hits = _ANSWER_LINE.findall(t)
     if hits:
         return hits[-1].strip()
@@ -112,7 +108,8 @@ def verify(task: Task, text: str) -> bool:
         if got is None or set(got) != set(want):
             return False
         return all(
-            _same(got[k], v) if not isinstance(v, str) else got[k] == v for k, v in want.items()
+            same_number(got[k], v) if not isinstance(v, str) else got[k] == v
+            for k, v in want.items()
         )
     line = extract_answer(text)
     if task.category == "sort":
@@ -120,7 +117,7 @@ def verify(task: Task, text: str) -> bool:
         return got == task.meta["output"]
     if task.category == "copy":
         if line is None:
-            return score_string(text, task.answer)[1]
+            return answer_string(text) == task.answer
         return line.strip("`\"'“”‘’") == task.answer
     return line is not None and _match(line, task.answer)
 

@@ -43,6 +43,6 @@ def config_from(argv: list[str] | None, prog: str = "minillm rl") -> RLConfig:
 
 def main(argv: list[str] | None = None, prog: str = "minillm rl") -> int:
     cfg = config_from(argv, prog)
-    from actors.rl import launch
+    from actors.rl_launch import launch
 
     return launch(cfg, sys.argv[1:] if argv is None else argv, prog)

@@ -35,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
 def load_run_model(ns: TrainJob, cfg: TrainConfig):
     """Model + tokenizer for a fresh run, an --init_from run or a --resume."""
     from minillm.checkpoint import check_vocab, load_model
-    from minillm.model import Model, init_weights
+    from minillm.models import Model, init_weights
     from minillm.tokenizer import load_tokenizer
     from minillm.train.state import load_state
 
@@ -105,13 +105,13 @@ def run(job: TrainJob) -> int:
     saved = json.dumps({"verb": "train", "config": to_dict(job)}, indent=2)
     (out / "train.json").write_text(saved + "\n", encoding="utf-8")
 
+    from minillm.checkpoint import find_checkpoint
     from minillm.data.batching import Batches
     from minillm.data.hub import resolve_data_spec
     from minillm.data.jsonl import format_skipped
     from minillm.train import train
     from minillm.train.losses import lm_loss_from_config
     from minillm.train.plots import plot_run
-    from minillm.train.state import find_checkpoint
 
     model, tokenizer, base_model = load_run_model(job, cfg)
     paths = resolve_data_spec(

@@ -19,7 +19,7 @@ import numpy as np
 from mlx.utils import tree_flatten, tree_map
 
 from minillm.checkpoint import cast_model, model_dtype, parse_dtype
-from minillm.cpu_ops import enable_for_training
+from minillm.models.cpu_ops import enable_for_training
 from minillm.train.config import TrainConfig, resolve_dtype
 from minillm.train.lora import apply_lora
 from minillm.train.optim import build_optimizer, clip_scale, lr_schedule, scale_and_clip

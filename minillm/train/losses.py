@@ -11,8 +11,7 @@ from collections.abc import Callable
 import mlx.core as mx
 import mlx.nn as nn
 
-from minillm import cpu_ops
-from minillm.model import make_mask
+from minillm.models import cpu_ops, make_mask
 
 # GPU: the LM head's loss through mx.fast.cross_entropy (the profile's A/B switch)
 FAST_CE = True

@@ -21,13 +21,22 @@ import mlx.nn as nn
 import mlx.optimizers as optim
 from mlx.utils import tree_flatten, tree_unflatten
 
-from minillm.checkpoint import DTYPE_NAMES, check_weights, model_dtype, save_model, swap_in
+from minillm.checkpoint import (  # the finders live with the loader; imported from here too
+    DTYPE_NAMES,
+    PREFIX,
+    STATE_FILE,
+    check_weights,
+    checkpoints_dir,
+    find_checkpoint,
+    list_checkpoints,
+    model_dtype,
+    save_model,
+    swap_in,
+)
 from minillm.train.config import TrainConfig
 from minillm.train.lora import LoRALinear, keep_rng, load_adapters, save_adapters
 
 OPTIMIZER_FILE = "optimizer.safetensors"
-STATE_FILE = "state.json"
-PREFIX = "step_"
 
 
 @dataclass
@@ -45,37 +54,6 @@ class TrainState:
     lora: dict | None = None
     config: dict = field(default_factory=dict)
     path: str | None = None
-
-
-def checkpoints_dir(out_dir: str | os.PathLike) -> Path:
-    return Path(out_dir) / "checkpoints"
-
-
-def list_checkpoints(out_dir: str | os.PathLike) -> list[tuple[int, Path]]:
-    """Complete checkpoints under `out_dir`, sorted by step number (not mtime)."""
-    root = checkpoints_dir(out_dir)
-    if not root.is_dir():
-        return []
-    found = []
-    for p in root.iterdir():
-        num = p.name[len(PREFIX) :]
-        if (
-            p.is_dir()
-            and p.name.startswith(PREFIX)
-            and num.isdigit()
-            and (p / STATE_FILE).is_file()
-        ):
-            found.append((int(num), p))
-    return sorted(found)
-
-
-def find_checkpoint(path: str | os.PathLike) -> Path | None:
-    """`path` itself if it is a checkpoint, else the newest checkpoint of run folder `path`."""
-    path = Path(path)
-    if (path / STATE_FILE).is_file():
-        return path
-    ckpts = list_checkpoints(path)
-    return ckpts[-1][1] if ckpts else None
 
 
 def prune_checkpoints(out_dir: str | os.PathLike, keep: int) -> list[Path]:

@@ -5,6 +5,6 @@ from __future__ import annotations
 
 
 def main(argv: list[str] | None = None) -> int:
-    from minillm.bench.__main__ import main as _main
+    from minillm.eval.bench.__main__ import main as _main
 
     return _main(argv)

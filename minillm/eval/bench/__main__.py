@@ -1,4 +1,4 @@
-"""`python -m minillm.bench` / `minillm bench`: run the synthetic suites against MiniLLM
+"""`python -m minillm.eval.bench` / `minillm bench`: run the synthetic suites against MiniLLM
 checkpoints, an Ollama model and/or an OpenAI-compatible server on the same seeded items, then
 report accuracy, invalid rate and tokens/s per suite and category (table, JSON, PNG).
 
@@ -14,8 +14,8 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-from minillm.bench.score import score
-from minillm.bench.suites import SUITES, build
+from minillm.eval.bench.score import score
+from minillm.eval.bench.suites import SUITES, build
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -65,7 +65,7 @@ def make_items(ns: argparse.Namespace) -> list[dict]:
 
 
 def make_runners(ns: argparse.Namespace) -> list:
-    from minillm.bench.run import MLXRunner, OllamaRunner, OpenAIRunner
+    from minillm.eval.bench.run import MLXRunner, OllamaRunner, OpenAIRunner
 
     http = dict(parallel=ns.parallel, timeout=ns.timeout, retries=ns.retries, seed=ns.seed)
     runners = []
@@ -171,7 +171,7 @@ def bench(items: list[dict], runner, progress: bool = True) -> tuple[list[dict],
     """Run and score `items` with one runner; returns the per-item records and the wall time."""
     from tqdm import tqdm
 
-    from minillm.bench.run import run_items
+    from minillm.eval.bench.run import run_items
 
     bar = tqdm(total=len(items), desc=runner.name, disable=not progress, file=sys.stderr, dynamic_ncols=True)  # fmt: skip
     tally = [0, 0, 0]
@@ -224,4 +224,4 @@ def main(argv: list[str] | None = None) -> int:
 if __name__ == "__main__":
     from minillm.cli import run
 
-    run(main)
+    run(main, prog="minillm bench")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import sys
 
-from minillm.serve_engine import ApiError, events, is_json, now_iso, parse_messages
+from minillm.serve.parse import ApiError, events, is_json, now_iso, parse_messages
 
 
 class OllamaRoutes:

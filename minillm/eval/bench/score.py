@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
-import json
 import re
-from typing import Any
+
+from minillm.eval.verify import (  # noqa: F401  (strip_thinking, extract_*: old import path)
+    answer_string,
+    clean,
+    extract_ints,
+    extract_json,
+    final_section,
+    same_number,
+    strip_thinking,
+)
 
 LETTERS = "ABCD"
-_THINK = re.compile(r"<think>.*?(?:</think>|$)", re.S)
-_FENCE = re.compile(r"```[a-zA-Z]*\n?(.*?)```", re.S)
 _L = r"[\(（\[【]?\s*([A-Da-d])(?![A-Za-z0-9])\s*[\)）\]】]?"
 _MARKED = re.compile(
     r"(?:answer|option|choice|choose|pick|select)\s*(?:is|should be|would be)?\s*[:：]?\s*(?:option\s*)?" + _L
@@ -19,21 +25,6 @@ _MARKED = re.compile(
 _BARE = re.compile(r"(?m)^\s*[\(（\[【]?\s*([A-D])(?![A-Za-z0-9])\s*[\)）\]】]?")
 _LOWER_END = re.compile(r"\s*(?:$|[.。,，;；!！)）\n])")
 _HEDGE = re.compile(r"\s*(?:or|and|或|和|/|、|,|，)\s*[\(（]?[A-D](?![A-Za-z0-9])", re.I)
-_SEP = re.compile(r"[\s,，、;；\[\]]*")
-_INT = re.compile(r"(?<![\w.])-?\d+(?!\w|\.\d)")
-
-
-def strip_thinking(text: str) -> str:
-    """Drop `<think>...</think>` blocks (an unclosed one runs to the end) and any text before
-    a lone `</think>` (templates that open the block in the prompt)."""
-    text = _THINK.sub("", text or "")
-    if "</think>" in text:
-        text = text.rsplit("</think>", 1)[1]
-    return text.strip()
-
-
-def _clean(text: str) -> str:
-    return strip_thinking(text).replace("**", "").replace("−", "-").strip()
 
 
 def _norm(s: str) -> str:
@@ -48,7 +39,7 @@ def extract_choice(text: str, options: list[str] | None = None) -> str | None:
     in "A cat is...", never does, nor do lowercase letters outside a marker. Otherwise the
     output must match exactly one option's text or number.
     """
-    t = re.sub(r"\\boxed\{\s*([A-Da-d])\s*\}", r"answer: \1", _clean(text))
+    t = re.sub(r"\\boxed\{\s*([A-Da-d])\s*\}", r"answer: \1", clean(text))
     marked = []
     for m in _MARKED.finditer(t):
         letter = next(g for g in m.groups() if g)
@@ -90,81 +81,20 @@ def score_choice(text: str, answer: str, options: list[str] | None = None) -> tu
     return got is not None, got == answer
 
 
-def final_section(text: str) -> str:
-    """The last line that contains a digit, or the run of such lines ending the output."""
-    t = _clean(text)
-    fence = _FENCE.findall(t)
-    if fence:
-        t = fence[-1]
-    lines = [ln for ln in t.splitlines() if ln.strip()]
-    block: list[str] = []
-    for ln in reversed(lines):
-        if not re.search(r"\d", ln):
-            if block:
-                break
-            continue
-        block.insert(0, ln)
-        if re.search(r"\d\D+\d", ln):  # a whole list on one line: this is the answer line
-            break
-    return "\n".join(re.split(r"[:：]", ln)[-1] for ln in block)
-
-
-def extract_ints(text: str) -> list[int]:
-    """The integers of the answer: the last run of 2+ list-separated integers in the final
-    section ("(3 numbers) is -5, 1, 3" -> [-5, 1, 3]), else its last integer."""
-    t = final_section(text)
-    runs: list[list[int]] = []
-    end = None
-    for m in _INT.finditer(t):
-        if end is not None and _SEP.fullmatch(t[end : m.start()]):
-            runs[-1].append(int(m.group()))
-        else:
-            runs.append([int(m.group())])
-        end = m.end()
-    long = [r for r in runs if len(r) > 1]
-    return long[-1] if long else runs[-1][-1:] if runs else []
-
-
 def score_int_list(text: str, answer: list[int]) -> tuple[bool, bool]:
     got = extract_ints(text)
     return bool(got), got == list(answer)
-
-
-def extract_json(text: str) -> dict | None:
-    """The last JSON object in the output (fences and surrounding prose are skipped)."""
-    t = _clean(text)
-    fence = _FENCE.findall(t)
-    if fence:
-        t = fence[-1]
-    dec = json.JSONDecoder()
-    found = None
-    for m in re.finditer(r"\{", t):
-        try:
-            obj, _ = dec.raw_decode(t, m.start())
-        except ValueError:
-            continue
-        if isinstance(obj, dict):
-            found = obj
-    return found
-
-
-def _same(a: Any, b: Any) -> bool:
-    return type(a) is not bool and type(b) is not bool and isinstance(a, int | float) and a == b
 
 
 def score_json(text: str, answer: dict) -> tuple[bool, bool]:
     got = extract_json(text)
     if got is None:
         return False, False
-    return True, all(k in got and _same(got[k], v) for k, v in answer.items())
+    return True, all(k in got and same_number(got[k], v) for k, v in answer.items())
 
 
 def score_string(text: str, answer: str) -> tuple[bool, bool]:
-    t = _clean(text)
-    fence = _FENCE.findall(t)
-    if fence:
-        t = fence[-1]
-    t = t.strip().strip("`\"'“”‘’").strip()
+    t = answer_string(text)
     return bool(t), t == answer
 
 

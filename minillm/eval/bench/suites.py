@@ -10,7 +10,7 @@ import random
 import string
 from collections.abc import Callable
 
-from minillm.bench.knowledge import facts
+from minillm.eval.bench.knowledge import facts
 
 SUITES = ("math_mcq", "qa", "logic", "knowledge", "sort", "json", "copy")
 LETTERS = "ABCD"

@@ -2,7 +2,7 @@
 
     minillm serve --checkpoint out/sft [--host 127.0.0.1] [--port 11434]
 
-Concurrent requests are decoded together in batches (see `minillm.serve_engine`).
+Concurrent requests are decoded together in batches (see `minillm.serve.engine`).
 """
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from minillm import __version__
-from minillm.serve_engine import (
+from minillm.serve.engine import Busy, Engine, Request
+from minillm.serve.ollama import OllamaRoutes
+from minillm.serve.openai import OpenAIRoutes
+from minillm.serve.parse import (
     ApiError,
-    Busy,
-    Engine,
-    Request,
     add_json_hint,
     make_sampling,
     now_iso,
@@ -31,8 +31,6 @@ from minillm.serve_engine import (
     parse_json,
     parse_options,
 )
-from minillm.serve_ollama import OllamaRoutes
-from minillm.serve_openai import OpenAIRoutes
 
 RETRY_AFTER_S = 1  # what a 503 asks the client to wait, in seconds
 UNSUPPORTED = ("/api/pull", "/api/push", "/api/create", "/api/delete", "/api/copy", "/api/blobs")
@@ -363,8 +361,8 @@ def main(argv: list[str] | None = None) -> int:
     if not 0 <= ns.port < 65536:
         raise ValueError(f"--port={ns.port} must be in 0..65535")
 
+    from minillm.checkpoint import load_with_adapters
     from minillm.gpu_memory import cap
-    from minillm.infer import load_with_adapters
 
     cap(ns.gpu_memory, "--gpu_memory")
 
@@ -403,9 +401,3 @@ def main(argv: list[str] | None = None) -> int:
         server.server_close()
         app.engine.close()
     return 0
-
-
-if __name__ == "__main__":
-    from minillm.cli import run
-
-    run(main)

@@ -42,12 +42,10 @@ def enable_for_training(model, attention: bool = True) -> None:
     gradient checkpointing."""
     if not use_cpu_ops():
         return
-    from minillm.model import MLP, Attention
-
-    for _, m in model.named_modules():
-        if isinstance(m, MLP):
+    for _, m in model.named_modules():  # minillm.models.layers' MLP and Attention
+        if hasattr(m, "cpu_silu"):
             m.cpu_silu = True
-        elif isinstance(m, Attention) and m.fused:
+        elif hasattr(m, "cpu_attn") and m.fused:
             m.cpu_attn = attention
     raise_cache_limit()
 

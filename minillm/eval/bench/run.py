@@ -10,6 +10,9 @@ from itertools import groupby
 
 import httpx
 
+from minillm.eval.verify import split_think
+from minillm.teacher import OllamaTeacher, OpenAITeacher, TeacherError
+
 Done = Callable[[int, dict], None]  # (item index, output) as each item finishes
 
 
@@ -43,16 +46,15 @@ class MLXRunner:
                 gens = generate(self.model, tok, prompts, max_new_tokens=budget, temperature=0)
                 dt = time.perf_counter() - tic
                 for i, g in zip(batch, gens, strict=True):
-                    done(i, dict(text=g.text, tokens=len(g.tokens), seconds=dt / len(batch)))
-
-
-class Retry(Exception):
-    pass
+                    # The answer and its thinking split as the HTTP runners' teacher does.
+                    text, thinking = split_think(g.text)
+                    done(i, dict(text=text, thinking=thinking, tokens=len(g.tokens), seconds=dt / len(batch)))  # fmt: skip
 
 
 class HTTPRunner:
-    """Shared request loop: a thread pool of `parallel` workers, `retries` attempts with
-    exponential backoff on connect errors, timeouts and 5xx/429 answers."""
+    """`parallel` requests at a time through one teacher client (minillm/teacher.py: the one
+    HTTP stack, with its retries and exponential backoff on connect errors, timeouts and
+    429/5xx answers); a request that still fails is an output with `error`, not a stop."""
 
     kind = "http"
 
@@ -67,58 +69,35 @@ class HTTPRunner:
         backoff: float = 0.5,
         seed: int = 1337,
     ):
-        self.url, self.model = url.rstrip("/"), model
-        self.parallel, self.timeout, self.retries, self.backoff = (
-            parallel,
-            timeout,
-            retries,
-            backoff,
-        )
-        self.seed = seed
+        self.url, self.model, self.parallel, self.seed = url.rstrip("/"), model, parallel, seed
+        self.http = dict(timeout=timeout, retries=retries, backoff=backoff)
         self.name = f"{self.kind}:{model}"
-        self.headers: dict[str, str] = {}
 
-    def endpoint(self) -> str:
+    def client(self):
         raise NotImplementedError
 
-    def body(self, item: dict) -> dict:
+    def options(self, item: dict) -> dict:
         raise NotImplementedError
 
-    def parse(self, data: dict) -> dict:
-        raise NotImplementedError
-
-    def call(self, client: httpx.Client, item: dict) -> dict:
-        err = ""
-        for attempt in range(self.retries + 1):
-            if attempt:
-                time.sleep(self.backoff * 2 ** (attempt - 1))
-            tic = time.perf_counter()
-            try:
-                r = client.post(self.endpoint(), json=self.body(item))
-                if r.status_code >= 500 or r.status_code == 429:
-                    raise Retry(f"HTTP {r.status_code}: {r.text[:200]}")
-                if r.status_code >= 400:
-                    return dict(text="", tokens=0, seconds=0.0, error=f"HTTP {r.status_code}: {r.text[:200]}", attempts=attempt + 1)  # fmt: skip
-                out = self.parse(r.json())
-            except (httpx.TransportError, Retry, ValueError) as e:
-                err = f"{type(e).__name__}: {e}"
-                continue
-            out.setdefault("seconds", time.perf_counter() - tic)
-            return {**out, "attempts": attempt + 1}
-        return dict(text="", tokens=0, seconds=0.0, error=err, attempts=self.retries + 1)
+    def call(self, teacher, item: dict) -> dict:
+        try:
+            r = teacher.chat(messages(item), seed=self.seed, **self.options(item))
+        except TeacherError as e:
+            n = getattr(e, "attempts", 1)
+            return dict(text="", tokens=0, seconds=0.0, error=str(e), attempts=n)
+        seconds = r.eval_s or r.latency_s
+        return dict(text=r.content, thinking=r.thinking, tokens=int(r.eval_count or 0),
+                    seconds=seconds, attempts=r.attempts)  # fmt: skip
 
     def run(self, items: list[dict], done: Done) -> None:
-        with (
-            httpx.Client(timeout=self.timeout, headers=self.headers) as client,
-            ThreadPoolExecutor(self.parallel) as pool,
-        ):
-            futures = {pool.submit(self.call, client, it): i for i, it in enumerate(items)}
+        with self.client() as teacher, ThreadPoolExecutor(self.parallel) as pool:
+            futures = {pool.submit(self.call, teacher, it): i for i, it in enumerate(items)}
             for f in as_completed(futures):
                 done(futures[f], f.result())
 
 
 class OllamaRunner(HTTPRunner):
-    """`POST /api/chat` (stream off); the reply's `thinking` is kept but never scored."""
+    """`POST /api/chat` (stream off); the reply's thinking is kept but never scored."""
 
     kind = "ollama"
 
@@ -129,25 +108,16 @@ class OllamaRunner(HTTPRunner):
 
     def check(self) -> None:
         try:
-            httpx.get(f"{self.url}/api/version", timeout=min(self.timeout, 10.0))
+            httpx.get(f"{self.url}/api/version", timeout=min(self.http["timeout"], 10.0))
         except httpx.TransportError as e:
             raise ValueError(f"cannot reach Ollama at {self.url} ({e}); start it or pass --no_ollama") from None  # fmt: skip
 
-    def endpoint(self) -> str:
-        return f"{self.url}/api/chat"
+    def client(self):
+        return OllamaTeacher(self.url, self.model, think=self.think, **self.http)
 
-    def body(self, item: dict) -> dict:
+    def options(self, item: dict) -> dict:
         n = item["max_new_tokens"] + (self.think_budget if self.think else 0)
-        opts = dict(temperature=0, top_p=1, num_predict=n, seed=self.seed, num_ctx=self.num_ctx)
-        return dict(model=self.model, messages=messages(item), stream=False, think=self.think, options=opts)  # fmt: skip
-
-    def parse(self, data: dict) -> dict:
-        msg = data.get("message") or {}
-        out = dict(text=msg.get("content") or "", thinking=msg.get("thinking") or "")
-        out["tokens"] = int(data.get("eval_count") or 0)
-        if data.get("eval_duration"):
-            out["seconds"] = data["eval_duration"] / 1e9
-        return out
+        return dict(temperature=0, top_p=1, num_predict=n, num_ctx=self.num_ctx)
 
 
 class OpenAIRunner(HTTPRunner):
@@ -157,20 +127,13 @@ class OpenAIRunner(HTTPRunner):
 
     def __init__(self, url: str, model: str, *, api_key: str | None = None, **kw):
         super().__init__(url, model, **kw)
-        if api_key:
-            self.headers["Authorization"] = f"Bearer {api_key}"
+        self.api_key = api_key
 
-    def endpoint(self) -> str:
-        return f"{self.url if self.url.endswith('/v1') else self.url + '/v1'}/chat/completions"
+    def client(self):
+        return OpenAITeacher(self.url, self.model, api_key=self.api_key, **self.http)
 
-    def body(self, item: dict) -> dict:
-        return dict(model=self.model, messages=messages(item), temperature=0, stream=False,
-                    max_tokens=item["max_new_tokens"], seed=self.seed)  # fmt: skip
-
-    def parse(self, data: dict) -> dict:
-        msg = (data.get("choices") or [{}])[0].get("message") or {}
-        usage = data.get("usage") or {}
-        return dict(text=msg.get("content") or "", tokens=int(usage.get("completion_tokens") or 0))
+    def options(self, item: dict) -> dict:
+        return dict(temperature=0, stream=False, max_tokens=item["max_new_tokens"])
 
 
 def run_items(runner, items: list[dict], on_item: Done | None = None) -> tuple[list[dict], float]:

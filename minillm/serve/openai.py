@@ -7,7 +7,7 @@ import json
 import time
 import uuid
 
-from minillm.serve_engine import (
+from minillm.serve.parse import (
     ApiError,
     events,
     openai_chunk,

@@ -71,7 +71,7 @@ def evaluate(
 
 def resolve_checkpoint(path: str) -> str:
     """`path`, or the newest checkpoint of run folder `path` when it has no config.json."""
-    from minillm.train.state import find_checkpoint
+    from minillm.checkpoint import find_checkpoint
 
     p = Path(path)
     if p.is_dir() and not (p / "config.json").is_file():
@@ -148,11 +148,10 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(ns, name) < 0:
             raise ValueError(f"--{name}={getattr(ns, name)} must be >= 0 (0 disables it)")
 
+    from minillm.checkpoint import find_adapters, load_with_adapters
     from minillm.data.batching import Batches
     from minillm.data.hub import resolve_data_spec
     from minillm.data.jsonl import format_skipped
-    from minillm.fuse import find_adapters
-    from minillm.infer import load_with_adapters
 
     checkpoint = resolve_checkpoint(ns.checkpoint)
     adapters = None
@@ -216,9 +215,3 @@ def main(argv: list[str] | None = None) -> int:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(line + "\n", encoding="utf-8")
     return 0
-
-
-if __name__ == "__main__":
-    from minillm.cli import run
-
-    run(main)

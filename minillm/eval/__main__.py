@@ -1,0 +1,4 @@
+from minillm.cli import run
+from minillm.eval import main
+
+run(main)

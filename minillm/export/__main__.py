@@ -1,0 +1,4 @@
+from minillm.cli import run
+from minillm.export import main
+
+run(main)

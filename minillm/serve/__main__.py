@@ -1,0 +1,4 @@
+from minillm.cli import run
+from minillm.serve import main
+
+run(main)
