@@ -283,7 +283,7 @@ class Driver:
     def __init__(self, cfg: Any):
         import ray
 
-        from minillm.train.loop import MetricsLog
+        from minillm.train.metrics import MetricsLog
 
         self.ray, self.cfg = ray, cfg
         out = Path(cfg.out_dir)

@@ -173,7 +173,7 @@ class RLLearner:
         from minillm.rl.grpo import make_grpo_loss
         from minillm.train import train
         from minillm.train.config import TrainConfig
-        from minillm.train.loop import MetricsLog
+        from minillm.train.metrics import MetricsLog
         from minillm.train.state import find_checkpoint, load_state
 
         pin("learner")

@@ -77,7 +77,7 @@ def run_local(cfg: RLConfig, eval_before: bool = False) -> dict:
     from actors.rl_learner import RLLearner
     from actors.rollout import RolloutWorker
     from minillm.rl.plots import plot_rl
-    from minillm.train.loop import MetricsLog
+    from minillm.train.metrics import MetricsLog
 
     records, eval_records, before = prepare(cfg, eval_before)
     t0 = time.time()

@@ -7,7 +7,7 @@
 In one process, one after another, on random tokens (seq_len + 1 tokens a row, trained on
 seq_len), every implementation starting from the same freshly initialised weights:
 
-  minillm  MiniLLM's own compiled step (`minillm.speed.bench_train`: `build_step`, fused kernels)
+  minillm  MiniLLM's own compiled step (`minillm.speed.bench_train`: `train()`'s `Step`, fused kernels)
   torch    a lean PyTorch LLaMA written here (SDPA causal attention, GQA by repeat_interleave,
            RoPE, SwiGLU, tied head), `torch.compile`d, AdamW (fused on CUDA), bf16 autocast
            over fp32 master weights
@@ -155,24 +155,17 @@ def timed(step, sync, warmup: int, steps: int, before_timing=None) -> float:
 
 
 def run_minillm(args: ModelArgs, ns, bs: int) -> dict[str, Any]:
-    from minillm.speed import bench_train
+    from minillm.speed import TrainTiming, bench_train
     from minillm.train.config import TrainConfig
 
     cfg = TrainConfig(seq_len=ns.seq_len, batch_size=bs, dtype=ns.dtype)
-    sns = argparse.Namespace(
-        steps=ns.steps,
-        warmup_steps=ns.warmup_steps,
-        runs=1,
-        mask_density=1.0,
-        profile_timing=False,
-        trace=None,
-    )
+    timing = TrainTiming(steps=ns.steps, warmup_steps=ns.warmup_steps)
     mx.random.seed(ns.seed)
     model = Model(args)
     init_weights(model, ns.seed)
     model.set_fused(True)
     try:
-        row = bench_train(model, cfg, sns)[0]
+        row = bench_train(model, cfg, timing)[0]
     finally:
         del model
     return {"tok_s": row["tok_s"], "step_ms": row["step_ms"], "mem": row["peak_mem"]}

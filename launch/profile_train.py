@@ -9,7 +9,9 @@
 step as one compiled call), `fused_adam` (AdamW as one CUDA kernel per parameter, gradients
 scaled inside it), `norm_grad` (RMSNorm weight gradients summed in two stages), `swiglu`
 (the MLP's SwiGLU with a VJP that keeps only gate and up), `all` (the default), and
-`no_<switch>` (all but one).
+`no_<switch>` (all but one). Each switch is a `TrainConfig` field (`minillm train
+--no-whole_step` etc.); the variant sets them on the run's config, so what is timed is exactly
+the step a run with those settings trains with.
 
 `--ncu` re-runs this script under Nsight Compute (`ncu`, CUDA only) with the profiler on for
 `--profile_steps` steps after the warm-up, and prints the kernels by total GPU time, grouped by
@@ -37,7 +39,15 @@ from minillm.blas import load_for_mlx  # noqa: E402  (before mlx: OpenBLAS for C
 
 load_for_mlx(keep_torch_blas=False)
 
-SWITCHES = ("fast_ce", "whole", "fused_adam", "norm_grad", "swiglu")
+# variant name -> the TrainConfig field it turns on
+FIELDS = {
+    "fast_ce": "fast_ce",
+    "whole": "whole_step",
+    "fused_adam": "fused_adam",
+    "norm_grad": "norm_split_grad",
+    "swiglu": "swiglu_vjp",
+}
+SWITCHES = tuple(FIELDS)
 VARIANTS = {
     "base": (),
     **{k: (k,) for k in SWITCHES},
@@ -67,19 +77,12 @@ def kind_of(name: str) -> str:
     return "other"
 
 
-def set_switches(on: tuple[str, ...]) -> None:
-    """Turn each of SWITCHES on if named in `on`, off otherwise."""
-    from minillm.models import layers
-    from minillm.train import fused_adam, loop, losses
-
-    losses.FAST_CE = "fast_ce" in on
-    loop.WHOLE_STEP = "whole" in on
-    fused_adam.ENABLED = "fused_adam" in on
-    layers.RMSNorm.split_grad = "norm_grad" in on
-    layers.SWIGLU_VJP = "swiglu" in on
+def switches(on: tuple[str, ...]) -> dict[str, bool]:
+    """The `TrainConfig` switch fields: each of SWITCHES on if named in `on`, off otherwise."""
+    return {field: name in on for name, field in FIELDS.items()}
 
 
-def build(ns):
+def build(ns, variant: str = "all"):
     import mlx.core as mx
 
     from minillm.models import Model, ModelArgs, init_weights
@@ -89,31 +92,30 @@ def build(ns):
     mx.random.seed(0)
     model = Model(args)
     init_weights(model, 0)
-    cfg = TrainConfig(seq_len=ns.seq_len, batch_size=ns.batch_size, dtype=ns.dtype)
+    cfg = TrainConfig(
+        seq_len=ns.seq_len, batch_size=ns.batch_size, dtype=ns.dtype, **switches(VARIANTS[variant])
+    )
     return args, model, cfg
 
 
 def make_step(ns, variant: str):
-    """`(args, step, state)`: MiniLLM's real step (`build_step`) for one variant; `step()`
-    dispatches one optimizer step and returns its loss array (not evaluated)."""
+    """`(args, step, state)`: `train()`'s own `Step` for one variant; `step()` dispatches one
+    optimizer step and returns its (loss, norm, lr) arrays (not read)."""
 
-    from minillm.speed import make_batch, training_step
+    from minillm.speed import make_batch
+    from minillm.train.step import make_step as train_step
 
-    args, model, cfg = build(ns)
-    set_switches(VARIANTS[variant])
-    micro, clip, apply, state = training_step(model, cfg)
+    args, model, cfg = build(ns, variant)
+    step = train_step(model, cfg)
     batch = make_batch(args, cfg.batch_size, cfg.seq_len, 1.0, False, 0)
+    tokens = cfg.batch_size * cfg.seq_len
 
-    def step():
-        if micro.whole is not None:
-            loss, _, norm, lr, _ = micro.whole(batch)
-        else:
-            loss, n, acc = micro(batch, None)
-            grads, norm = clip(acc, n)
-            lr = apply(grads)
-        return loss, norm, lr
+    def one():
+        step.add(batch, tokens)
+        out = step.apply(dispatch=False)  # the caller times enqueueing apart
+        return out.loss, out.norm, out.lr
 
-    return args, step, state
+    return args, one, step.state
 
 
 def time_variant(ns, variant: str) -> dict:

@@ -7,6 +7,7 @@ Replies go to stdout, everything else to stderr, so piped stdin gives clean outp
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 
 from minillm.infer import (
@@ -14,7 +15,7 @@ from minillm.infer import (
     chat_prompt,
     empty_hint,
     load_for_inference,
-    sampling_kwargs,
+    sampling_params,
     stats_line,
 )
 
@@ -61,12 +62,12 @@ class Conversation:
         self.turns.append((user, reply))
 
 
-def reply(model, tokenizer, ids: list[int], kwargs: dict):
+def reply(model, tokenizer, ids: list[int], params):
     """Stream one reply to stdout; returns its `Generation`."""
     from minillm.generate import stream_generate
 
     gen = None
-    for item in stream_generate(model, tokenizer, [ids], **kwargs):
+    for item in stream_generate(model, tokenizer, [ids], params):
         if isinstance(item, list):
             gen = item[0]
         elif item.text:
@@ -109,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--verbose", action="store_true", help="per-turn token counts on stderr")
     ns = p.parse_args(argv)
-    kwargs = sampling_kwargs(ns)
+    params = sampling_params(ns)
     if ns.max_history_tokens is not None and ns.max_history_tokens < 1:
         raise ValueError(f"--max_history_tokens={ns.max_history_tokens} must be >= 1")
 
@@ -142,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         turn += 1
         try:
-            gen = reply(model, tokenizer, ids, {**kwargs, "seed": ns.seed + turn})
+            gen = reply(model, tokenizer, ids, dataclasses.replace(params, seed=ns.seed + turn))
         except KeyboardInterrupt:
             print("\n[interrupted; reply discarded]", file=sys.stderr)
             continue

@@ -1,4 +1,7 @@
-"""KV-cached decoding with q/k/v and gate/up each computed as one matmul.
+"""The one batched, KV-cached decode loop (`decode_steps`): `generate`, `stream_generate`, the
+server and RL rollouts all run it; the first two add text, rollouts keep the log-probs.
+
+q/k/v and gate/up are each computed as one matmul when that is faster (`Decoder`).
 
 Decoding is bound by the host's cost per kernel, not by the device, at small batch sizes:
 each matmul is a kernel of its own (a cuBLAS call MLX's CUDA backend captures into a graph).
@@ -20,11 +23,21 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Iterator
 
 import mlx.core as mx
 import mlx.nn as nn
 
 from minillm.models import MLP, Model
+from minillm.sampling import (
+    SamplingParams,
+    apply_repetition_penalty,
+    row_keys,
+    sample,
+    token_budgets,
+)
+
+Event = tuple[int, int, float | None, str | None]  # (row, token, log-prob, finish reason)
 
 
 def joinable(model) -> bool:
@@ -110,3 +123,83 @@ class Decoder:
         h = self.model.hidden(x, cache=self.cache, pad=pad, **joined)
         # LM head on the last position only; over the whole prompt it is ~1/3 of the prefill.
         return self.model.logits(h[:, -1, :])
+
+
+def stop_set(tokenizer, params: SamplingParams, vocab: int) -> set[int]:
+    ids = tokenizer.eos_ids if params.stop_ids is None else params.stop_ids
+    return {t for t in ids if 0 <= t < vocab}
+
+
+def decode_steps(
+    model, tokenizer, prompts: list[list[int]], params: SamplingParams, *, logprobs: bool = False
+) -> Iterator[list[Event]]:
+    """Decode all `prompts` (token ids, at least one) at once; yield per step one
+    `(row, token, logprob, finish_reason)` for each row still running.
+
+    Prompts are left-padded; row i samples with `params.seed + i`. `finish_reason` is "stop"
+    when the token is a stop id, "length" when the row's budget is spent, else None. With
+    `logprobs`, the log-prob is `log_softmax(logits / T)` at the token (T = 1 when greedy), after
+    the penalties and masks and before top-k/top-p, as an RL learner recomputes it. The next
+    step is dispatched before this one's tokens are read, so the host overlaps the device."""
+    p = params
+    lengths = [len(x) for x in prompts]
+    budgets = token_budgets(lengths, p.max_new_tokens, p.max_seq_len or model.args.max_position_embeddings)  # fmt: skip
+    B, P, steps = len(prompts), max(lengths), max(budgets)
+    V = model.args.vocab_size
+    stop = stop_set(tokenizer, p, V)
+    vocab = mx.arange(V)
+    stop_mask = (vocab[:, None] == mx.array(sorted(stop) or [-1])[None]).any(axis=1)
+    banned = vocab >= tokenizer.vocab_size if tokenizer.vocab_size < V else None
+
+    pad_id = tokenizer.pad_id or 0
+    ids = mx.array([[pad_id] * (P - n) + list(x) for x, n in zip(prompts, lengths, strict=True)])
+    pad = None
+    if min(lengths) < P:
+        pad = mx.array([[j < P - n for j in range(P)] for n in lengths])
+        pad = mx.concatenate([pad, mx.zeros((B, steps), mx.bool_)], axis=1)
+    penalize = p.repetition_penalty != 1.0
+    context = mx.where(pad[:, :P], -1, ids) if pad is not None else ids
+    window = p.repetition_context_size
+    seed = int.from_bytes(os.urandom(4), "little") if p.seed is None else p.seed
+    keys = row_keys(seed, B) if p.temperature > 0 else None
+    decoder = Decoder(model, pad)
+
+    def step(x: mx.array, n: int) -> tuple[mx.array, mx.array | None]:
+        nonlocal context, keys
+        logits = decoder(x).astype(mx.float32)
+        if banned is not None:
+            logits = mx.where(banned, -mx.inf, logits)
+        if penalize:
+            ctx = context if window is None else context[:, -window:]
+            logits = apply_repetition_penalty(logits, ctx, p.repetition_penalty)
+        if n < p.min_new_tokens:
+            logits = mx.where(stop_mask, -mx.inf, logits)
+        y, keys = sample(logits, keys, p.temperature, p.top_k, p.top_p)
+        if penalize:
+            context = mx.concatenate([context, y[:, None].astype(context.dtype)], axis=1)
+        if not logprobs:
+            return y, None
+        scaled = logits / p.temperature if p.temperature > 0 else logits
+        lp = scaled - mx.logsumexp(scaled, axis=-1, keepdims=True)
+        return y, mx.take_along_axis(lp, y[:, None], axis=-1)[:, 0]
+
+    running = [True] * B
+    y, lp = step(ids, 0)
+    mx.async_eval(y) if lp is None else mx.async_eval(y, lp)
+    for n in range(steps):
+        if n + 1 < steps:
+            nxt = step(y[:, None], n + 1)
+            mx.async_eval(*(a for a in nxt if a is not None))
+        ys = y.tolist()
+        ls = lp.tolist() if lp is not None else [None] * B
+        events: list[Event] = []
+        for i, t in enumerate(ys):
+            if not running[i]:
+                continue
+            reason = "stop" if t in stop else "length" if n + 1 >= budgets[i] else None
+            running[i] = reason is None
+            events.append((i, t, ls[i], reason))
+        yield events
+        if not any(running):
+            return
+        y, lp = nxt

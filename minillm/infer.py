@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
 
 from minillm.checkpoint import load_with_adapters  # noqa: F401  (its old import path)
 
@@ -44,20 +43,10 @@ def add_sampling_args(p: argparse.ArgumentParser) -> None:
     )
 
 
-def sampling_kwargs(ns: argparse.Namespace) -> dict[str, Any]:
-    """`generate` keyword arguments from parsed flags, validated before the model loads."""
-    from minillm.generate import check_sampling
+def sampling_params(ns: argparse.Namespace):
+    """The `SamplingParams` of the parsed flags, checked before the model loads."""
+    from minillm.sampling import SamplingParams
 
-    check_sampling(
-        ns.temperature,
-        ns.top_p,
-        ns.top_k,
-        ns.repetition_penalty,
-        ns.max_new_tokens,
-        ns.min_new_tokens,
-    )
-    if ns.max_seq_len is not None and ns.max_seq_len < 2:
-        raise ValueError(f"--max_seq_len={ns.max_seq_len} must be >= 2")
     names = (
         "max_new_tokens",
         "min_new_tokens",
@@ -68,7 +57,7 @@ def sampling_kwargs(ns: argparse.Namespace) -> dict[str, Any]:
         "seed",
         "max_seq_len",
     )
-    return {k: getattr(ns, k) for k in names}
+    return SamplingParams(**{k: getattr(ns, k) for k in names})
 
 
 def load_for_inference(ns: argparse.Namespace):
@@ -126,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         help="feed --prompt as raw text (plain continuation, no chat template)",
     )
     ns = p.parse_args(argv)
-    kwargs = sampling_kwargs(ns)
+    params = sampling_params(ns)
 
     from minillm.generate import generate, stream_generate
 
@@ -135,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     if not ids:
         raise ValueError("--prompt encodes to no tokens; give some text")
     if ns.stream:
-        for item in stream_generate(model, tokenizer, [ids], **kwargs):
+        for item in stream_generate(model, tokenizer, [ids], params):
             if isinstance(item, list):
                 gen = item[0]
             else:
@@ -143,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
                 sys.stdout.flush()
         sys.stdout.write("\n")
     else:
-        gen = generate(model, tokenizer, [ids], **kwargs)[0]
+        gen = generate(model, tokenizer, [ids], params)[0]
         print(gen.text)
     sys.stdout.flush()
     if not gen.text.strip():

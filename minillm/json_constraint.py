@@ -3,9 +3,26 @@
 `JsonPrefix` consumes text one character at a time and rejects the first character that
 cannot continue a valid JSON document. `closing()` is the shortest text that completes the
 current prefix (used to finish the value before the token budget runs out).
+`stream_generate_constrained` decodes under it.
 """
 
 from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator
+
+import mlx.core as mx
+
+from minillm.decode import stop_set
+from minillm.generate import Generation, Token
+from minillm.sampling import (
+    SamplingParams,
+    apply_repetition_penalty,
+    row_keys,
+    sample_scores,
+    token_budgets,
+)
 
 WS = " \t\n\r"
 HEX = "0123456789abcdefABCDEF"
@@ -250,3 +267,127 @@ class JsonPrefix:
         if s == NUMBER and not self.stack:
             out += " "  # a top-level number ends only at whitespace
         return out + "".join("}" if c == "{" else "]" for c in reversed(self.stack))
+
+
+def stream_generate_constrained(
+    model,
+    tokenizer,
+    prompts: list[list[int]],
+    params: SamplingParams | None = None,
+    *,
+    constraint_factory: Callable[[], JsonPrefix] = JsonPrefix,
+    candidates: int = 64,
+    **options,
+) -> Iterator[Token | list[Generation]]:
+    """`stream_generate` for ONE prompt whose text must stay a valid prefix of
+    `constraint_factory()` (by default a JSON object, as Ollama's `format: "json"`).
+
+    Each step walks the candidate tokens in sampling order (Gumbel-perturbed filtered logits,
+    i.e. sampling without replacement; logit order when greedy): the first `candidates`, then
+    the whole vocabulary. A candidate is taken if its text keeps the prefix valid (a trailing
+    incomplete UTF-8 character is held pending; it must be inside a string) and the shortest
+    completion (`closing()`) still fits in the tokens left, so the value is complete whenever
+    the budget allows: near the end only tokens that close strings/containers qualify. Stop
+    tokens are never taken; a complete value ends the reply with finish_reason "stop", the
+    budget with "length" (a valid but incomplete prefix, as Ollama with `num_predict`).
+    `min_new_tokens` has no effect."""
+    p = SamplingParams.of(params, **options)
+    if len(prompts) != 1:
+        raise ValueError(f"constrained generation takes one prompt, got {len(prompts)}")
+    prompt = [int(t) for t in prompts[0]]
+    limit = p.max_seq_len or model.args.max_position_embeddings
+    (budget,) = token_budgets([len(prompt)], p.max_new_tokens, limit)
+    V = model.args.vocab_size
+    usable = min(V, tokenizer.vocab_size)
+    stop = stop_set(tokenizer, p, V)
+    stop_token = min(stop, default=-1)
+    seed = int.from_bytes(os.urandom(4), "little") if p.seed is None else p.seed
+    keys = row_keys(seed, 1) if p.temperature > 0 else None
+    cache = model.make_cache()
+    context = list(prompt)
+    window = p.repetition_context_size
+
+    def scores(x: mx.array) -> tuple[mx.array, mx.array]:
+        nonlocal keys
+        logits = model.logits(model.hidden(x, cache=cache)[:, -1, :]).astype(mx.float32)
+        if p.repetition_penalty != 1.0:
+            ctx = mx.array([context if window is None else context[-window:]])
+            logits = apply_repetition_penalty(logits, ctx, p.repetition_penalty)
+        s, keys = sample_scores(logits, keys, p.temperature, p.top_k, p.top_p)
+        return s[0], logits[0]
+
+    checker = constraint_factory()  # state after the emitted text
+    view = checker  # state including the pending (incomplete-character) text
+    segment: list[int] = []  # tokens of the pending text
+    single: dict[int, str] = {}
+
+    def decode(t: int) -> str:
+        if segment:
+            return tokenizer.decode([*segment, t])
+        if t not in single:
+            single[t] = tokenizer.decode([t])
+        return single[t]
+
+    def attempt(t: int, left: int | None) -> tuple[JsonPrefix, str, bool] | None:
+        """(state, text, pending) if token `t` may follow with `left` tokens after it
+        (None: however short the budget)."""
+        if t in stop or t >= usable:
+            return None
+        text = decode(t)
+        pending = text.endswith("\ufffd")
+        body = text.rstrip("\ufffd") if pending else text
+        if not text:
+            return None  # no progress (e.g. a special token)
+        c = checker.clone()
+        if not c.feed(body) or (pending and not c.in_string):
+            return None
+        if left is not None and not c.complete and len(c.closing()) > left:
+            return None
+        return c, text, pending
+
+    def choose(s: mx.array, logits: mx.array, left: int) -> tuple[int, JsonPrefix, str, bool]:
+        k = min(candidates, V)
+        top = mx.argpartition(-s, kth=k - 1)[:k] if k < V else mx.arange(V)
+        top = top[mx.argsort(-s[top])].tolist()
+        for t in top:
+            if (got := attempt(t, left)) is not None:
+                return (t, *got)
+        # The rest of the vocabulary in sampling order, then in logit order (the filtered
+        # tokens); then, if the value cannot be completed in time anyway, any valid token.
+        tried = set(top)
+        for lim in (left, None):
+            for order in (mx.argsort(-s).tolist(), mx.argsort(-logits).tolist()):
+                for t in order:
+                    if t not in tried and (got := attempt(t, lim)) is not None:
+                        return (t, *got)
+                tried = set()
+        raise RuntimeError(f"no token continues the constrained output {view.closing()!r}")
+
+    out: list[int] = []
+    reason = "length"
+    tic = time.perf_counter()
+    s, logits = scores(mx.array([prompt]))
+    mx.eval(s, logits)
+    prompt_time = time.perf_counter() - tic
+    tic = time.perf_counter()
+    for n in range(budget):
+        t, state, text, pending = choose(s, logits, budget - n - 1)
+        out.append(t)
+        context.append(t)
+        segment.append(t)
+        view = state
+        emit = ""
+        if not pending:
+            checker, segment, emit = state, [], text
+        if checker.complete:
+            reason = "stop"
+            yield Token(0, t, emit)
+            yield Token(0, stop_token, "", "stop")
+            break
+        if n + 1 == budget:
+            yield Token(0, t, emit + (tokenizer.decode(segment) if segment else ""), "length")
+            break
+        yield Token(0, t, emit)
+        s, logits = scores(mx.array([[t]]))
+    gen_time = time.perf_counter() - tic
+    yield [Generation(out, tokenizer.decode(out), reason, len(prompt), prompt_time, gen_time)]

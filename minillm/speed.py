@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import sys
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import mlx.core as mx
 
 from minillm.init import add_model_args, model_args_from
 from minillm.models import Model, ModelArgs, init_weights
-from minillm.train.config import LORA_TARGETS, OPTIMIZERS, STATE_DTYPES, TRAIN_DTYPES, TrainConfig
+from minillm.train.config import (
+    LORA_TARGETS,
+    OPTIMIZERS,
+    STATE_DTYPES,
+    SWITCHES,
+    TRAIN_DTYPES,
+    TrainConfig,
+)
 
 MIB = 2**20
 
@@ -52,118 +61,100 @@ def make_batch(
     return batch
 
 
-def training_step(model: Model, cfg: TrainConfig):
-    """`train()`'s real step for `model` under `cfg` (cast, AdamW etc. at a fixed LR, the LM
-    loss): `build_step`'s `(micro, clip, apply, state)`, the model in training mode."""
-    from minillm.train.loop import _prepare, build_step
-    from minillm.train.losses import lm_loss_from_config
-    from minillm.train.optim import build_optimizer
+@dataclass
+class TrainTiming:
+    """How `bench_train` times the step."""
 
-    _prepare(model, cfg)
-    optimizer = build_optimizer(cfg, 1e-4)
-    optimizer.init(model.trainable_parameters())
-    model.train()
-    return build_step(model, lm_loss_from_config(cfg), optimizer, cfg)
+    steps: int = 5  # timed optimizer steps per run
+    warmup_steps: int = 1  # untimed steps (compile) first
+    runs: int = 1
+    mask_density: float = 1.0  # trained fraction of each row
+    trace: str | None = None  # Metal: capture the first timed run to this .gputrace
 
 
-def bench_train(model: Model, cfg: TrainConfig, ns: argparse.Namespace) -> list[dict[str, Any]]:
-    """Build the real compiled step (`build_step`), warm up, then time `ns.steps` per run."""
-    micro, clip, apply, state = training_step(model, cfg)
+@dataclass
+class DecodeTiming:
+    """How `bench_decode` times greedy decoding."""
+
+    prompt_len: int = 1024
+    new_tokens: int = 256
+    batch_size: int = 1
+    runs: int = 1
+
+
+def bench_train(model: Model, cfg: TrainConfig, timing: TrainTiming) -> list[dict[str, Any]]:
+    """Time `train()`'s own `Step` for `model` under `cfg`: warm up, then `timing.steps`
+    steps per run, each dispatched before the last one's loss is read, as in the loop."""
+    from minillm.train.step import make_step
+
+    step = make_step(model, cfg)
     batches = [
-        make_batch(model.args, cfg.batch_size, cfg.seq_len, ns.mask_density, cfg.sparse_loss, i)
+        make_batch(model.args, cfg.batch_size, cfg.seq_len, timing.mask_density, cfg.sparse_loss, i)
         for i in range(cfg.accum_steps)
     ]
-    prof = {"fwd_bwd": 0.0, "clip": 0.0, "opt": 0.0}
+    pending: list[mx.array] = []
 
-    def tick(name: str | None, t: float, *arrays) -> float:
-        if not (ns.profile_timing and name):
-            return t
-        mx.eval(*arrays)
-        now = time.perf_counter()
-        prof[name] += (now - t) * 1e3
-        return now
-
-    def check(loss_sum: mx.array) -> None:
-        if not math.isfinite(loss_sum.item()):
+    def check() -> None:
+        if pending and not math.isfinite(pending.pop().item()):
             raise ValueError("the loss is not finite; try --dtype float32")
 
-    pending = []
-
-    def step(timed: bool) -> None:
-        if micro.whole is not None:  # dispatched before the last step's loss is read, as in
-            loss_sum, _, norm, _, _ = micro.whole(batches[0])  # the training loop
-            mx.async_eval(state, loss_sum, norm)
-            if pending:
-                check(pending.pop())
-            pending.append(loss_sum)
-            return
-        acc, loss_sum, n_sum = None, mx.array(0.0), mx.array(0.0)
-        t = time.perf_counter()
-        for b in batches:
-            loss, n, acc = micro(b, acc)
-            loss_sum, n_sum = loss_sum + loss, n_sum + n
-            if cfg.accum_steps > 1:
-                mx.eval(acc, loss_sum, n_sum)
-        t = tick(timed and "fwd_bwd", t, acc, loss_sum)
-        grads, norm = clip(acc, n_sum)
-        t = tick(timed and "clip", t, grads, norm)
-        apply(grads)
-        mx.eval(state, loss_sum, norm)
-        tick(timed and "opt", t)
-        check(loss_sum)
+    def one() -> None:
+        out = step(batches)
+        check()
+        pending.append(out.loss)
 
     def drain() -> None:
-        mx.eval(state)
-        if pending:
-            check(pending.pop())
+        step.sync()
+        check()
 
-    for _ in range(ns.warmup_steps):
-        step(False)
+    for _ in range(timing.warmup_steps):
+        one()
     drain()
     active = mx.get_active_memory() / MIB
     tokens = cfg.batch_size * cfg.seq_len * cfg.accum_steps
     rows = []
-    for _ in range(ns.runs):
+    for _ in range(timing.runs):
         mx.reset_peak_memory()
-        for k in prof:
-            prof[k] = 0.0
-        trace = ns.trace and not rows and mx.metal.is_available()
+        step.timer.reset()
+        step.timer.counting = True
+        trace = timing.trace and not rows and mx.metal.is_available()
         if trace:
-            mx.metal.start_capture(ns.trace)
+            mx.metal.start_capture(timing.trace)
         t0 = time.perf_counter()
-        for _ in range(ns.steps):
-            step(True)
+        for _ in range(timing.steps):
+            one()
         drain()
         dt = time.perf_counter() - t0
         if trace:
             mx.metal.stop_capture()
         row = {
-            "steps": ns.steps,
+            "steps": timing.steps,
             "bs": cfg.batch_size,
             "seq": cfg.seq_len,
-            "step_ms": 1e3 * dt / ns.steps,
-            "tok_s": tokens * ns.steps / dt,
+            "step_ms": 1e3 * dt / timing.steps,
+            "tok_s": tokens * timing.steps / dt,
             "active_mem": active,
             "peak_mem": mx.get_peak_memory() / MIB,
         }
-        if ns.profile_timing:
-            row["ms"] = {k: v / ns.steps for k, v in prof.items()}
+        if cfg.profile_timing:
+            ms = step.timer.ms
+            row["ms"] = {k: ms[k] / timing.steps for k in ("fwd_bwd", "clip", "opt")}
         rows.append(row)
     return rows
 
 
-def bench_decode(model: Model, ns: argparse.Namespace) -> list[dict[str, Any]]:
+def bench_decode(model: Model, timing: DecodeTiming) -> list[dict[str, Any]]:
     """Prefill a random prompt, then time greedy decoding with `minillm.generate`."""
     from minillm.generate import generate
 
     model.eval()
-    V, P, n = model.args.vocab_size, ns.infer_prompt_len, ns.infer_new_tokens
-    prompts = mx.random.randint(0, V, (ns.infer_batch_size, P), key=mx.random.key(7)).tolist()
+    V, P, n = model.args.vocab_size, timing.prompt_len, timing.new_tokens
+    prompts = mx.random.randint(0, V, (timing.batch_size, P), key=mx.random.key(7)).tolist()
     tok = _NullTokenizer(V)
     kw = dict(max_new_tokens=n, min_new_tokens=n, stop_ids=[], max_seq_len=P + n + 1)
     generate(model, tok, prompts, **{**kw, "max_new_tokens": 2, "min_new_tokens": 2})
     rows = []
-    for _ in range(ns.runs):
+    for _ in range(timing.runs):
         mx.reset_peak_memory()
         gens = generate(model, tok, prompts, **kw)
         steps = len(gens[0].tokens) - 1
@@ -171,11 +162,11 @@ def bench_decode(model: Model, ns: argparse.Namespace) -> list[dict[str, Any]]:
         rows.append(
             {
                 "steps": steps,
-                "bs": ns.infer_batch_size,
+                "bs": timing.batch_size,
                 "seq": P,
                 "prefill_ms": 1e3 * gens[0].prompt_time,
                 "step_ms": 1e3 * dt / steps,
-                "tok_s": ns.infer_batch_size * steps / dt,
+                "tok_s": timing.batch_size * steps / dt,
                 "active_mem": mx.get_active_memory() / MIB,
                 "peak_mem": mx.get_peak_memory() / MIB,
             }
@@ -248,6 +239,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--fused_kernels", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--profile_timing", action="store_true", help="per-phase ms (adds syncs)")
+    for f in dataclasses.fields(TrainConfig):  # the step's switches, as `minillm train` has them
+        if f.name in SWITCHES:
+            help = f"{f.metadata['help']} [default: {f.default}]"
+            p.add_argument(f"--{f.name}", action=argparse.BooleanOptionalAction, default=f.default, help=help)  # fmt: skip
     p.add_argument(
         "--trace",
         default=None,
@@ -283,15 +278,21 @@ def main(argv: list[str] | None = None) -> None:
         lora_r=ns.lora_r,
         lora_alpha=ns.lora_alpha,
         lora_targets=ns.lora_targets,
+        profile_timing=ns.profile_timing,
+        **{k: getattr(ns, k) for k in SWITCHES},
     )
     args = model_args_from(ns, ModelArgs.vocab_size)
     mx.random.seed(ns.seed)
     model = Model(args)
     init_weights(model, ns.seed)
     model.set_fused(ns.fused_kernels)
-    out: dict[str, Any] = {"device": str(mx.default_device()), "train": bench_train(model, cfg, ns)}
+    timing = TrainTiming(ns.steps, ns.warmup_steps, ns.runs, ns.mask_density, ns.trace)
+    out: dict[str, Any] = {"device": str(mx.default_device()), "train": bench_train(model, cfg, timing)}  # fmt: skip
     if not ns.no_infer:
-        out["infer_decode"] = bench_decode(model, ns)
+        decode = DecodeTiming(
+            ns.infer_prompt_len, ns.infer_new_tokens, ns.infer_batch_size, ns.runs
+        )
+        out["infer_decode"] = bench_decode(model, decode)
     if ns.json:
         print(json.dumps(out, indent=2))
         return

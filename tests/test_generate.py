@@ -25,6 +25,8 @@ from minillm.generate import (
 )
 from minillm.infer import build_prompt, chat_prompt
 from minillm.model import init_weights
+from minillm.rl.rollout import rollout
+from minillm.sampling import SamplingParams
 
 ROOT = Path(__file__).resolve().parents[1]
 TEXTS = ["hi", "Hello there, how are you doing today?", "请介绍一下自己。" * 3]
@@ -230,6 +232,37 @@ def test_max_seq_len_and_bad_args(tiny, prompts):
     with pytest.raises(ValueError, match="temperature"):
         generate(model, tok, [p], temperature=-1)
     assert generate(model, tok, []) == []
+
+
+def test_sampling_params_are_one_set_of_options_for_every_decoder(tiny, prompts):
+    model, tok = tiny
+    params = SamplingParams(max_new_tokens=6, temperature=0.9, top_p=0.8, seed=4)
+    by_params = generate(model, tok, prompts, params)
+    assert [g.tokens for g in by_params] == [
+        g.tokens
+        for g in generate(
+            model, tok, prompts, max_new_tokens=6, temperature=0.9, top_p=0.8, seed=4
+        )  # fmt: skip
+    ]
+    # A keyword overrides the params; an unknown one is named.
+    assert (
+        len(generate(model, tok, prompts[:1], params, max_new_tokens=2, stop_ids=[])[0].tokens) == 2
+    )
+    with pytest.raises(TypeError, match="temprature"):
+        generate(model, tok, prompts, temprature=1.0)
+    with pytest.raises(ValueError, match="top_p"):
+        SamplingParams(top_p=0)
+    # RL rollouts run the same decode loop: same seed and options, same token ids (rollouts
+    # keep the stop token), and the old import path of the JSON decoder still works.
+    groups = rollout(model, tok, prompts, 2, max_new_tokens=6, temperature=0.9, top_p=0.8, seed=4)
+    rows = [p for p in prompts for _ in range(2)]
+    gens = generate(model, tok, rows, params)
+    for s, g in zip([s for grp in groups for s in grp], gens, strict=True):
+        assert s.tokens[: len(g.tokens)] == g.tokens and s.finish_reason == g.finish_reason
+    import minillm.generate as old
+    from minillm.json_constraint import stream_generate_constrained
+
+    assert old.stream_generate_constrained is stream_generate_constrained
 
 
 def test_detokenizer_holds_partial_characters(tiny):

@@ -10,8 +10,8 @@ import openai
 import pytest
 from conftest import make_tiny, served_checkpoint
 
-from minillm.generate import Token, stream_generate_constrained
-from minillm.json_constraint import JsonPrefix
+from minillm.generate import Token
+from minillm.json_constraint import JsonPrefix, stream_generate_constrained
 
 VALID = [
     '{"a": 1}',

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import re
 
 from launch import profile_train as pt
@@ -37,37 +38,43 @@ def test_kinds_of_mlx_kernel_names():
 
 
 def test_switches_and_variants_on_cpu(capsys):
-    from minillm.models import layers
-    from minillm.train import fused_adam, loop, losses
-
     assert set(pt.VARIANTS["no_whole"]) == set(pt.SWITCHES) - {"whole"}
-    try:
-        pt.set_switches(("whole",))
-        assert loop.WHOLE_STEP and not losses.FAST_CE and not fused_adam.ENABLED
-        assert not layers.RMSNorm.split_grad and not layers.SWIGLU_VJP
-        pt.main(
-            [
-                "--preset",
-                "tiny",
-                "--layers",
-                "1",
-                "--seq_len",
-                "32",
-                "--batch_size",
-                "1",
-                "--steps",
-                "2",
-                "--dtype",
-                "float32",
-                "--variants",
-                "base,all",
-            ]
-        )
-    finally:
-        pt.set_switches(pt.SWITCHES)
+    on = pt.switches(("whole",))
+    assert on == {"fast_ce": False, "whole_step": True, "fused_adam": False,
+                  "norm_split_grad": False, "swiglu_vjp": False}  # fmt: skip
+    # The variant's settings reach the step and the model it trains, not module globals.
+    from minillm.models.layers import MLP, RMSNorm
+
+    ns = argparse.Namespace(preset="tiny", layers=1, seq_len=32, batch_size=1, dtype="float32")
+    _, model, cfg = pt.build(ns, "whole")
+    assert cfg.whole_step and not cfg.swiglu_vjp and not cfg.fused_adam
+    from minillm.train.step import make_step
+
+    step = make_step(model, cfg)
+    mods = [m for _, m in model.named_modules()]
+    assert step.whole and not any(m.swiglu_vjp for m in mods if isinstance(m, MLP))
+    assert not any(m.split_grad for m in mods if isinstance(m, RMSNorm))
+    assert not step.optimizer.fused
+    pt.main(
+        [
+            "--preset",
+            "tiny",
+            "--layers",
+            "1",
+            "--seq_len",
+            "32",
+            "--batch_size",
+            "1",
+            "--steps",
+            "2",
+            "--dtype",
+            "float32",
+            "--variants",
+            "base,all",
+        ]
+    )
     out = capsys.readouterr().out
     for name in ("base", "all"):
         for mode in ("sync", "pipelined"):
             assert re.search(rf"variant {name}\s+{mode}\s+[\d,]+ tok/s", out), out
         assert re.search(rf"variant {name}\s+host: [\d.]+ ms building", out), out
-    assert loop.WHOLE_STEP and layers.SWIGLU_VJP  # the defaults are back

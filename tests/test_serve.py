@@ -43,13 +43,13 @@ def srv(tiny_ckpt):
         yield app, url
 
 
-def think_generate(model, tokenizer, prompts, **kw):
+def think_generate(model, tokenizer, prompts, params):
     pieces = ["<thi", "nk>", "let me ", "see</th", "ink>", "hello", " world"]
     for n, text in enumerate(pieces):
         last = n == len(pieces) - 1
         for i in range(len(prompts)):
             yield Token(i, 5, text, "stop" if last else None)
-        if kw["max_new_tokens"] == 13 and n == 3:  # a failure after streaming started
+        if params.max_new_tokens == 13 and n == 3:  # a failure after streaming started
             raise RuntimeError("boom")
     yield []
 

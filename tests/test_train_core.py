@@ -18,13 +18,13 @@ from mlx.utils import tree_flatten
 from minillm.checkpoint import cast_model, load_model, parse_dtype
 from minillm.model import Model, ModelArgs, init_weights
 from minillm.train import TrainConfig, train
-from minillm.train.config import LORA_TARGETS
-from minillm.train.loop import build_step, to_arrays
+from minillm.train.config import LORA_TARGETS, SWITCHES
 from minillm.train.lora import apply_lora, fuse, load_adapters, lora_param_count, save_adapters
 from minillm.train.losses import lm_loss, make_lm_loss
 from minillm.train.optim import build_optimizer, lr_schedule
 from minillm.train.plots import plot_run
 from minillm.train.state import list_checkpoints, load_state, prune_checkpoints
+from minillm.train.step import Step, to_arrays
 
 VOCAB = 512
 
@@ -239,10 +239,12 @@ def test_accumulation_averages_per_real_token_across_micro_batches():
     cfg = TrainConfig(accum_steps=2, grad_clip=0.0, compile=False)
     model = tiny()
     opt = build_optimizer(cfg, 1e-3)
-    micro, clip, _, _ = build_step(model, make_lm_loss(), opt, cfg)
-    l1, n1, acc = micro(to_arrays(a), None)
-    l2, n2, acc = micro(to_arrays(b), acc)
-    grads, _ = clip(acc, n1 + n2)
+    step = Step(model, make_lm_loss(), opt, cfg)
+    step.add(to_arrays(a))
+    l1, n1 = step.loss, step.n
+    step.add(to_arrays(b))
+    l2, n2 = step.loss - l1, step.n - n1
+    grads, _ = step._clip(step.acc, step.n)
     loss = (l1 + l2) / (n1 + n2)
     ref_loss, ref_n, ref = grads_of(model, lambda m, x: lm_loss(m, x), big)
     ref = {k: v / ref_n for k, v in ref.items()}
@@ -548,3 +550,19 @@ def test_pipelined_run_stops_when_data_runs_out(tmp_path):
     assert res.step == 5 and len(res.losses) == 5
     assert [r["step"] for r in res.logs] == [4, 5]
     assert list_checkpoints(Path(cfg.out_dir))[-1][0] == 5
+
+
+def test_step_switches_are_run_settings_recorded_in_run_json(tmp_path):
+    """The step's A/B switches are TrainConfig fields: every combination trains the same
+    numbers on the CPU (the fused kernels are GPU-only; the rest are the same math), and the
+    run's settings are in run.json."""
+    data = [make_batch(i) for i in range(4)]
+    base = train(tiny(), make_lm_loss(), ListBatches(data), cfg_for(tmp_path / "on"), tokenizer=TOK)
+    off = {k: False for k in SWITCHES}
+    cfg = cfg_for(tmp_path / "off", **off)
+    res = train(tiny(), make_lm_loss(fast_ce=False), ListBatches(data), cfg, tokenizer=TOK)
+    np.testing.assert_allclose(res.losses, base.losses, rtol=1e-5)
+    saved = json.loads((tmp_path / "off" / "run" / "run.json").read_text())["config"]
+    assert {k: saved[k] for k in SWITCHES} == off
+    on = json.loads((tmp_path / "on" / "run" / "run.json").read_text())["config"]
+    assert all(on[k] for k in SWITCHES)  # the defaults are unchanged

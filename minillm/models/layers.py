@@ -71,15 +71,12 @@ class RMSNorm(nn.RMSNorm):
     take the plain fused kernel.
     """
 
-    split_grad = True  # the profile's A/B switch
+    split_grad = True  # TrainConfig.norm_split_grad, set per model by `set_training_kernels`
 
     def __call__(self, x: mx.array) -> mx.array:
         if not self.split_grad or x.size // x.shape[-1] < 4096:
             return mx.fast.rms_norm(x, self["weight"], self.eps)
         return _rms_norm_fn(float(self.eps))(x, self["weight"])
-
-
-SWIGLU_VJP = True  # training MLPs use `swiglu` (the profile's A/B switch)
 
 
 @mx.custom_function
@@ -147,10 +144,21 @@ class MLP(nn.Module):
         self.up_proj = nn.Linear(dim, hidden, bias=False)
         self.down_proj = nn.Linear(hidden, dim, bias=False)
         self.cpu_silu = False  # set by the training step builder (minillm.models.cpu_ops)
+        self.swiglu_vjp = True  # TrainConfig.swiglu_vjp (`set_training_kernels`)
 
     def __call__(self, x: mx.array) -> mx.array:
         if self.cpu_silu and cpu_ops.use_cpu_ops():
             return self.down_proj(cpu_ops.silu(self.gate_proj(x)) * self.up_proj(x))
         gate, up = self.gate_proj(x), self.up_proj(x)
-        lean = self.training and SWIGLU_VJP
+        lean = self.training and self.swiglu_vjp
         return self.down_proj(swiglu(gate, up) if lean else nn.silu(gate) * up)
+
+
+def set_training_kernels(model: nn.Module, swiglu_vjp: bool, norm_split_grad: bool) -> None:
+    """The training step's model-side switches (`TrainConfig.swiglu_vjp`, `.norm_split_grad`)
+    on every MLP and RMSNorm of `model`."""
+    for _, m in model.named_modules():
+        if isinstance(m, MLP) or hasattr(m, "swiglu_vjp"):
+            m.swiglu_vjp = swiglu_vjp
+        if isinstance(m, RMSNorm):
+            m.split_grad = norm_split_grad

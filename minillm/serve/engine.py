@@ -13,7 +13,9 @@ from typing import Any
 
 import mlx.core as mx
 
-from minillm.generate import Token, stream_generate, stream_generate_constrained
+from minillm.generate import Token, stream_generate
+from minillm.json_constraint import stream_generate_constrained
+from minillm.sampling import SamplingParams
 
 
 class Busy(Exception):
@@ -37,6 +39,18 @@ class Sampling:
         if self.temperature == 0:
             return (0.0, *pen, None)
         return (self.temperature, self.top_p, self.top_k, *pen, self.seed)
+
+    def params(self, max_new_tokens: int) -> SamplingParams:
+        """The decode options, in Ollama's names mapped to `SamplingParams`."""
+        return SamplingParams(
+            max_new_tokens=max_new_tokens,
+            temperature=self.temperature,
+            top_p=self.top_p,
+            top_k=self.top_k,
+            repetition_penalty=self.repeat_penalty,
+            repetition_context_size=self.repeat_last_n if self.repeat_last_n > 0 else None,
+            seed=self.seed,
+        )
 
     @property
     def solo(self) -> bool:
@@ -214,18 +228,8 @@ class Engine:
         t0 = time.perf_counter()
         first: float | None = None
         fn = self.json_generate_fn if batch[0].json else self.generate_fn
-        gen = fn(
-            self.model,
-            self.tokenizer,
-            [r.prompt for r in batch],
-            max_new_tokens=max(r.max_tokens for r in batch),
-            temperature=s.temperature,
-            top_p=s.top_p,
-            top_k=s.top_k,
-            repetition_penalty=s.repeat_penalty,
-            repetition_context_size=s.repeat_last_n if s.repeat_last_n > 0 else None,
-            seed=s.seed,
-        )
+        params = s.params(max(r.max_tokens for r in batch))
+        gen = fn(self.model, self.tokenizer, [r.prompt for r in batch], params)
         try:
             for item in gen:
                 if isinstance(item, list):

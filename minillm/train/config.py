@@ -13,6 +13,7 @@ OPTIMIZERS = ("adamw", "adafactor", "lion")
 STATE_DTYPES = ("float32", "param")
 TRAIN_DTYPES = ("auto", "bfloat16", "float16", "float32")
 DPO_LOSSES = ("sigmoid", "ipo")
+SWITCHES = ("fast_ce", "whole_step", "fused_adam", "swiglu_vjp", "norm_split_grad")
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
@@ -143,6 +144,23 @@ class TrainConfig:
         False, "log per-phase ms (data, h2d, fwd+bwd, clip, optimizer); adds device syncs"
     )
     progress: bool | None = setting(None, "tqdm progress bar (default: when stdout is a terminal)")
+    # The step's A/B switches (`launch/profile_train.py --variants` times each): all on by
+    # default; they are settings of the run, recorded in run.json, not module globals.
+    fast_ce: bool = setting(
+        True, "GPU: the LM-head loss as one fused kernel (mx.fast.cross_entropy), no fp32 logits"
+    )
+    whole_step: bool = setting(
+        True, "one compiled call per optimizer step when accum_steps is 1 (off: three calls)"
+    )
+    fused_adam: bool = setting(
+        True, "CUDA, fp32 state: AdamW as one kernel per parameter, gradients scaled inside it"
+    )
+    swiglu_vjp: bool = setting(
+        True, "the MLP's SwiGLU with a VJP that keeps only gate and up (sigmoid recomputed)"
+    )
+    norm_split_grad: bool = setting(
+        True, "RMSNorm weight gradients summed in two stages (spreads the reduction on a GPU)"
+    )
 
     def __post_init__(self):
         if self.max_steps == 0:  # the same as unset, in every verb

@@ -30,14 +30,14 @@ _SOURCE = """
 """
 
 _kernel = None
-ENABLED = True  # the profile's A/B switch
 
 
-def usable(state: dict) -> bool:
-    """Whether the fused kernel can update a parameter with this optimizer state."""
+def usable(state: dict, enabled: bool = True) -> bool:
+    """Whether the fused kernel can update a parameter with this optimizer state
+    (`enabled`: `TrainConfig.fused_adam`)."""
     m = state.get("m")
     return (
-        ENABLED
+        enabled
         and m is not None
         and m.dtype == mx.float32
         and mx.default_device().type == mx.DeviceType.gpu

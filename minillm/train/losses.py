@@ -14,7 +14,6 @@ import mlx.nn as nn
 from minillm.models import cpu_ops, make_mask
 
 # GPU: the LM head's loss through mx.fast.cross_entropy (the profile's A/B switch)
-FAST_CE = True
 
 LossFn = Callable[[nn.Module, dict[str, mx.array]], tuple[mx.array, mx.array]]
 
@@ -125,14 +124,19 @@ def chunked_ce(
 
 
 def _head_loss(
-    model: nn.Module, h: mx.array, targets: mx.array, mask: mx.array, chunk_size: int
+    model: nn.Module,
+    h: mx.array,
+    targets: mx.array,
+    mask: mx.array,
+    chunk_size: int,
+    fast_ce: bool = True,
 ) -> tuple[mx.array, mx.array]:
     if chunk_size <= 0 and cpu_ops.use_cpu_ops():
         ce = cpu_ops.cross_entropy_sum(
             h.reshape(-1, h.shape[-1]), head_weight(model), targets, mask
         )
         return ce, mask.sum()
-    if chunk_size <= 0 and FAST_CE and mx.default_device().type == mx.DeviceType.gpu:
+    if chunk_size <= 0 and fast_ce and mx.default_device().type == mx.DeviceType.gpu:
         # one fused kernel (fp32 accumulation) instead of an fp32 copy of the logits
         return (mx.fast.cross_entropy(model.logits(h), targets) * mask).sum(), mask.sum()
     if chunk_size <= 0:
@@ -149,6 +153,7 @@ def lm_loss(
     sparse: bool = False,
     checkpoint_every_n: int = 0,
     moe_aux: bool = False,
+    fast_ce: bool = True,
 ):
     """Next-token CE of `batch`: `(sum of token losses, number of trained tokens)`.
 
@@ -175,14 +180,16 @@ def lm_loss(
         h = mx.take_along_axis(h, pos[..., None], axis=1)
         targets = mx.take_along_axis(targets, pos, axis=1)
         mask = batch["label_mask"]
-    loss, n = _head_loss(model, h, targets, mask, chunk_size)
+    loss, n = _head_loss(model, h, targets, mask, chunk_size, fast_ce)
     if not use_aux:
         return loss, n
     aux_sum = aux * n
     return loss + aux_sum, n, {"moe_aux": aux_sum}
 
 
-def make_lm_loss(chunk_size: int = 0, sparse: bool = False, checkpoint_every_n: int = 0) -> LossFn:
+def make_lm_loss(
+    chunk_size: int = 0, sparse: bool = False, checkpoint_every_n: int = 0, fast_ce: bool = True
+) -> LossFn:
     """`loss_fn(model, batch)` for `train`: the LM loss with the memory options bound (plus
     the MoE load-balancing loss for MoE models in training mode)."""
 
@@ -194,11 +201,12 @@ def make_lm_loss(chunk_size: int = 0, sparse: bool = False, checkpoint_every_n: 
             sparse=sparse,
             checkpoint_every_n=checkpoint_every_n,
             moe_aux=True,
+            fast_ce=fast_ce,
         )
 
     return loss_fn
 
 
 def lm_loss_from_config(cfg) -> LossFn:
-    """`make_lm_loss` with `cfg.logits_chunk_size`, `cfg.sparse_loss`, `cfg.checkpoint_every_n`."""
-    return make_lm_loss(cfg.logits_chunk_size, cfg.sparse_loss, cfg.checkpoint_every_n)
+    """`make_lm_loss` with `cfg`'s logits_chunk_size, sparse_loss, checkpoint_every_n, fast_ce."""
+    return make_lm_loss(cfg.logits_chunk_size, cfg.sparse_loss, cfg.checkpoint_every_n, cfg.fast_ce)

@@ -80,9 +80,10 @@ class AdamW(_Decoupled, optim.Adam):
     """
 
     _hyper: tuple | None = None
+    fused = True  # TrainConfig.fused_adam (`build_optimizer`)
 
     def apply_single(self, gradient: mx.array, parameter: mx.array, state: dict):
-        if not fused_adam.usable(state):
+        if not fused_adam.usable(state, self.fused):
             return super().apply_single(gradient, parameter, state)
         step = self.state["step"]
         if self._hyper is None or self._hyper[0] is not step:  # once per update
@@ -119,6 +120,7 @@ def build_optimizer(cfg: TrainConfig, schedule: Callable | float) -> optim.Optim
             eps=cfg.adam_eps,
             bias_correction=True,
         )
+        opt.fused = cfg.fused_adam
     elif cfg.optimizer == "lion":
         opt = Lion(learning_rate=schedule, betas=[0.9, 0.99])
     elif cfg.optimizer == "adafactor":
