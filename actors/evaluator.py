@@ -33,23 +33,14 @@ def held_out_suite(
 
 def score(model, tok, tasks: list[Task], max_new_tokens: int = 64, batch_size: int = 16) -> dict:
     """Greedy replies to `tasks` (system + user prompt); accuracy overall and per category."""
-    from minillm.generate import generate
+    from minillm.eval.greedy import greedy_replies
 
+    convs = [[{"role": "system", "content": t.system}, {"role": "user", "content": t.prompt}] for t in tasks]  # fmt: skip
+    gens = greedy_replies(model, tok, convs, max_new_tokens, batch_size)
     ok, n = Counter(), Counter()
-    for b in range(0, len(tasks), batch_size):
-        chunk = tasks[b : b + batch_size]
-        prompts = [
-            tok.apply_chat_template(
-                [{"role": "system", "content": t.system}, {"role": "user", "content": t.prompt}],
-                add_generation_prompt=True,
-                tokenize=True,
-            )
-            for t in chunk
-        ]
-        gens = generate(model, tok, prompts, max_new_tokens=max_new_tokens, temperature=0.0)
-        for t, g in zip(chunk, gens, strict=True):
-            n[t.category] += 1
-            ok[t.category] += bool(verify(t, g.text))
+    for t, g in zip(tasks, gens, strict=True):
+        n[t.category] += 1
+        ok[t.category] += bool(verify(t, g.text))
     total = sum(n.values())
     return {
         "accuracy": sum(ok.values()) / max(total, 1),
@@ -62,22 +53,13 @@ def score_gsm8k(model, tok, records: list[dict], max_new_tokens: int = 256, batc
                 lang: str = "en") -> dict:  # fmt: skip
     """Greedy GSM8K accuracy: the extracted final number equals the record's target."""
     from minillm.data.gsm8k import extract_answer, record_messages, same_number
-    from minillm.generate import generate
+    from minillm.eval.greedy import greedy_replies
 
-    ok = 0
-    for b in range(0, len(records), batch_size):
-        chunk = records[b : b + batch_size]
-        prompts = [
-            tok.apply_chat_template(
-                record_messages(r, lang), add_generation_prompt=True, tokenize=True
-            )
-            for r in chunk
-        ]
-        gens = generate(model, tok, prompts, max_new_tokens=max_new_tokens, temperature=0.0)
-        ok += sum(
-            same_number(extract_answer(g.text), r["target"])
-            for r, g in zip(chunk, gens, strict=True)
-        )
+    convs = [record_messages(r, lang) for r in records]
+    gens = greedy_replies(model, tok, convs, max_new_tokens, batch_size)
+    ok = sum(
+        same_number(extract_answer(g.text), r["target"]) for r, g in zip(records, gens, strict=True)
+    )
     return {"gsm8k_accuracy": ok / max(len(records), 1), "gsm8k_n": len(records)}
 
 

@@ -9,26 +9,25 @@ from __future__ import annotations
 
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 from actors.metrics import Metrics
 from actors.stream import ShardStream
 
 
-def build_model(model: dict, tokenizer, seed: int):
-    """A fresh model from {"preset": name, **dimension overrides} ("custom": dimensions only)."""
-    from minillm.checkpoint import check_vocab
-    from minillm.models import Model, ModelArgs, init_weights
+def model_args(model: dict):
+    """`vocab_size -> ModelArgs` of {"preset": name, **dimension overrides} ("custom":
+    dimensions only), for `load_or_init`."""
+    from minillm.models import ModelArgs
 
     spec = dict(model)
     preset = spec.pop("preset", "tiny")
-    spec.setdefault("vocab_size", tokenizer.vocab_size)
-    args = ModelArgs(**spec) if preset == "custom" else ModelArgs.from_preset(preset, **spec)
-    m = Model(args)
-    check_vocab(m, tokenizer, Path("--vocab_size"))
-    init_weights(m, seed)
-    return m
+
+    def args(vocab_size: int) -> ModelArgs:
+        kw = {"vocab_size": vocab_size, **spec}
+        return ModelArgs(**kw) if preset == "custom" else ModelArgs.from_preset(preset, **kw)
+
+    return args
 
 
 class Learner:
@@ -72,8 +71,7 @@ class Learner:
         self.done = False
 
     def _setup(self):
-        from minillm.checkpoint import check_vocab, find_checkpoint, load_model
-        from minillm.tokenizer import load_tokenizer
+        from minillm.checkpoint import find_checkpoint, load_or_init
         from minillm.train.config import TrainConfig
 
         cfg = TrainConfig(**self.train_cfg)
@@ -81,15 +79,8 @@ class Learner:
         if self.resume and start is None:
             print(f"[learner] no checkpoint in {cfg.out_dir} yet: starting fresh", flush=True)
         base = str(start) if start else self.init_from
-        tok_path = self.tokenizer_path
-        if tok_path is None and base and (Path(base) / "tokenizer.json").is_file():
-            tok_path = base
-        tok = load_tokenizer(tok_path)
-        if base:
-            model = load_model(base)
-            check_vocab(model, tok, Path(base) / "config.json")
-        else:
-            model = build_model(self.model_spec, tok, cfg.seed)
+        args = model_args(self.model_spec)
+        model, tok = load_or_init(base, self.tokenizer_path, args, cfg.seed)
         return cfg, model, tok, start
 
     def run(self) -> dict:

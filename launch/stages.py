@@ -237,12 +237,11 @@ def distill_cmd(P: dict, S: dict, out: Path, teacher: list, model: list) -> list
 
 # ---- the stages
 def stage_a(P: dict, out: Path) -> dict:
-    from actors.learner import build_model
-    from minillm.tokenizer import load_tokenizer
+    from actors.learner import model_args
+    from minillm.checkpoint import load_or_init
 
     A = P["a"]
-    tok = load_tokenizer()
-    fresh = build_model({"preset": A["preset"], **A.get("dims", {})}, tok, 1337)
+    fresh, tok = load_or_init(None, None, model_args({"preset": A["preset"], **A.get("dims", {})}), 1337)  # fmt: skip
     before = score_model(fresh, tok, suite(A["eval_n"], A["weights"], A["lang"]), A["eval_tokens"])
     del fresh
     print(f"[stages] A before: {before['accuracy']:.3f} {before['per_category']}", flush=True)

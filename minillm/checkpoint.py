@@ -14,13 +14,14 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import mlx.core as mx
 import mlx.nn as nn
 
-from minillm.models import MOE_MODEL_TYPE, Model, ModelArgs
+from minillm.models import MOE_MODEL_TYPE, Model, ModelArgs, init_weights
 from minillm.tokenizer import Tokenizer, load_tokenizer
 
 DTYPES = {"float32": mx.float32, "bfloat16": mx.bfloat16, "float16": mx.float16}
@@ -305,6 +306,27 @@ def load(
         tokenizer_path = str(path)
     tokenizer = load_tokenizer(tokenizer_path)
     check_vocab(model, tokenizer, path / "config.json")
+    return model, tokenizer
+
+
+def load_or_init(
+    base: str | os.PathLike | None,
+    tokenizer_path: str | None = None,
+    args: Callable[[int], ModelArgs] | None = None,
+    seed: int = 0,
+) -> tuple[Model, Tokenizer]:
+    """`(model, tokenizer)` a run starts from: the checkpoint `base` (as `load`), or without
+    one a fresh `Model(args(vocab_size))` (the tokenizer's vocabulary) initialised with
+    `seed`. Every verb and learner that starts a model goes through here."""
+    if base:
+        return load(base, tokenizer_path)
+    if args is None:
+        raise ValueError("no checkpoint to start from and no model shape; pass --init_from or a preset")  # fmt: skip
+    tokenizer = load_tokenizer(tokenizer_path)
+    model = Model(args(tokenizer.vocab_size))
+    check_vocab(model, tokenizer, Path("--vocab_size"))
+    init_weights(model, seed)
+    mx.eval(model.parameters())
     return model, tokenizer
 
 

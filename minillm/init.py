@@ -30,16 +30,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--tokenizer_path", default=None, help="HF tokenizer folder (default: built-in)")
     ns = p.parse_args(argv)
 
-    from minillm.checkpoint import cast_model, check_vocab, parse_dtype, save_model
-    from minillm.models import Model, init_weights, num_params
-    from minillm.tokenizer import load_tokenizer
+    from minillm.checkpoint import cast_model, load_or_init, parse_dtype, save_model
+    from minillm.models import num_params
 
     dtype = parse_dtype(ns.dtype)
-    tokenizer = load_tokenizer(ns.tokenizer_path)
-    args = model_args_from(ns, tokenizer.vocab_size)
-    model = Model(args)
-    check_vocab(model, tokenizer, "--vocab_size")
-    init_weights(model, ns.seed)
+    model, tokenizer = load_or_init(None, ns.tokenizer_path, lambda v: model_args_from(ns, v), ns.seed)  # fmt: skip
     cast_model(model, dtype)
     out = save_model(ns.out_dir, model, tokenizer)
     n = num_params(model)

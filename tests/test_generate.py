@@ -386,3 +386,19 @@ def test_chat_cli(tiny_ckpt):
     )
     assert (p1, p2, p3) == (len(first), len(second), len(build_prompt(tok, "hi")))
     assert "Traceback" not in r.stderr and ">>>" not in r.stdout
+
+
+def test_greedy_replies_keep_order_across_budget_batches(tiny):
+    from minillm.eval.greedy import greedy_replies
+
+    model, tok = tiny
+    convs = [[{"role": "user", "content": t}] for t in TEXTS * 2]
+    budgets = [3, 5, 3, 5, 3, 4]
+    seen = []
+    gens = greedy_replies(model, tok, convs, budgets, batch_size=2, done=lambda i, g, n: seen.append((i, n)))  # fmt: skip
+    assert sorted(i for i, _ in seen) == list(range(6)) and max(n for _, n in seen) == 2
+    for c, b, g in zip(convs, budgets, gens, strict=True):
+        ids = tok.apply_chat_template(c, add_generation_prompt=True, tokenize=True)
+        assert g.tokens == generate(model, tok, [ids], max_new_tokens=b)[0].tokens
+    with pytest.raises(ValueError, match="budgets"):
+        greedy_replies(model, tok, convs, [1], batch_size=2)

@@ -34,9 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def load_run_model(ns: TrainJob, cfg: TrainConfig):
     """Model + tokenizer for a fresh run, an --init_from run or a --resume."""
-    from minillm.checkpoint import check_vocab, load_model
-    from minillm.models import Model, init_weights
-    from minillm.tokenizer import load_tokenizer
+    from minillm.checkpoint import load_or_init
     from minillm.train.state import load_state
 
     base = base_model = ns.init_from
@@ -52,16 +50,7 @@ def load_run_model(ns: TrainJob, cfg: TrainConfig):
                 f"LoRA base model {base} (from {st.path}) is missing; "
                 "restore it to resume this LoRA run"
             )
-    tok_path = ns.tokenizer_path
-    if tok_path is None and base and (Path(base) / "tokenizer.json").is_file():
-        tok_path = base
-    tokenizer = load_tokenizer(tok_path)
-    if base:
-        model = load_model(base)
-    else:
-        model = Model(ns.model.args(tokenizer.vocab_size))
-        init_weights(model, cfg.seed)
-    check_vocab(model, tokenizer, Path(base or "--vocab_size") / "config.json")
+    model, tokenizer = load_or_init(base, ns.tokenizer_path, ns.model.args, cfg.seed)
     return model, tokenizer, base_model
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from itertools import groupby
 
 import httpx
 
@@ -32,23 +31,17 @@ class MLXRunner:
         self.batch_size = batch_size
 
     def run(self, items: list[dict], done: Done) -> None:
-        from minillm.generate import generate
+        from minillm.eval.greedy import greedy_replies
 
-        tok, limit = self.tokenizer, self.model.args.max_position_embeddings
-        ids = [tok.apply_chat_template(messages(it), add_generation_prompt=True, tokenize=True) for it in items]  # fmt: skip
-        order = sorted(range(len(items)), key=lambda i: (items[i]["max_new_tokens"], len(ids[i])))
-        for budget, group in groupby(order, key=lambda i: items[i]["max_new_tokens"]):
-            group = list(group)
-            for s in range(0, len(group), self.batch_size):
-                batch = group[s : s + self.batch_size]
-                prompts = [ids[i][-(limit - 1) :] for i in batch]
-                tic = time.perf_counter()
-                gens = generate(self.model, tok, prompts, max_new_tokens=budget, temperature=0)
-                dt = time.perf_counter() - tic
-                for i, g in zip(batch, gens, strict=True):
-                    # The answer and its thinking split as the HTTP runners' teacher does.
-                    text, thinking = split_think(g.text)
-                    done(i, dict(text=text, thinking=thinking, tokens=len(g.tokens), seconds=dt / len(batch)))  # fmt: skip
+        def finished(i: int, g, rows: int) -> None:
+            # The answer and its thinking split as the HTTP runners' teacher does.
+            text, thinking = split_think(g.text)
+            seconds = (g.prompt_time + g.gen_time) / rows
+            done(i, dict(text=text, thinking=thinking, tokens=len(g.tokens), seconds=seconds))
+
+        budgets = [it["max_new_tokens"] for it in items]
+        convs = [messages(it) for it in items]
+        greedy_replies(self.model, self.tokenizer, convs, budgets, self.batch_size, finished)
 
 
 class HTTPRunner:
