@@ -118,12 +118,3 @@ def generate(
 ) -> list[Generation]:
     """Generate a reply for each prompt (token ids); see `stream_generate`."""
     return deque(stream_generate(model, tokenizer, prompts, params, **options), maxlen=1)[0]
-
-
-def __getattr__(name: str):
-    # The JSON-constrained decoder moved beside its constraint; the old name still imports.
-    if name == "stream_generate_constrained":
-        from minillm.json_constraint import stream_generate_constrained
-
-        return stream_generate_constrained
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

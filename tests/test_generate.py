@@ -253,16 +253,12 @@ def test_sampling_params_are_one_set_of_options_for_every_decoder(tiny, prompts)
     with pytest.raises(ValueError, match="top_p"):
         SamplingParams(top_p=0)
     # RL rollouts run the same decode loop: same seed and options, same token ids (rollouts
-    # keep the stop token), and the old import path of the JSON decoder still works.
+    # keep the stop token).
     groups = rollout(model, tok, prompts, 2, max_new_tokens=6, temperature=0.9, top_p=0.8, seed=4)
     rows = [p for p in prompts for _ in range(2)]
     gens = generate(model, tok, rows, params)
     for s, g in zip([s for grp in groups for s in grp], gens, strict=True):
         assert s.tokens[: len(g.tokens)] == g.tokens and s.finish_reason == g.finish_reason
-    import minillm.generate as old
-    from minillm.json_constraint import stream_generate_constrained
-
-    assert old.stream_generate_constrained is stream_generate_constrained
 
 
 def test_detokenizer_holds_partial_characters(tiny):
