@@ -51,14 +51,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from minillm.profiling import one_line  # noqa: E402
+
 PEERS = ("eager", "mlx_lm", "llama_cpp")
 GOAL_RATIO = {("mlx_lm", 1): 1.2}  # (peer, batch) -> the goal for MiniLLM / peer
 GOAL_SCALING = 10.0  # batch 64 aggregate tok/s over batch 1
-
-
-def one_line(e: BaseException) -> str:
-    s = f"{type(e).__name__}: {e}".replace("\n", " ")
-    return s[:200]
 
 
 class Result:

@@ -31,14 +31,12 @@ as the `minillm` verbs' re-exec gives them, while torch, imported first, keeps i
 from __future__ import annotations
 
 import argparse
-import gc
 import importlib.util
 import math
 import os
 import shutil
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -55,12 +53,14 @@ import mlx.core as mx  # noqa: E402
 import numpy as np  # noqa: E402
 
 from minillm.models import PRESETS, Model, ModelArgs, init_weights  # noqa: E402
-from minillm.stats import (  # noqa: E402
-    detect_device,
-    flops_per_token,
-    lookup_peak,
-    train_flops_per_token,
+from minillm.profiling import (  # noqa: E402
+    device_peak_tflops,
+    free_memory,
+    one_line,
+    rss_mib,
+    timed,
 )
+from minillm.stats import flops_per_token, train_flops_per_token  # noqa: E402
 
 MIB = 2**20
 PEERS = ("torch", "hf", "mlx_lm")
@@ -69,30 +69,6 @@ LR, BETAS, EPS, WD = 1e-4, (0.9, 0.95), 1e-8, 0.1
 
 
 # ----------------------------------------------------------------------------- helpers
-
-
-def free_memory() -> None:
-    gc.collect()
-    mx.clear_cache()
-    if "torch" in sys.modules:
-        import torch
-
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-
-
-def rss_mib() -> float:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    import resource
-
-    scale = 1 if sys.platform == "darwin" else 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / MIB
 
 
 def set_cpu_threads(n: int) -> None:
@@ -107,48 +83,9 @@ def set_cpu_threads(n: int) -> None:
         ctypes.CDLL(MLX_BLAS).openblas_set_num_threads(n)
 
 
-def one_line(e: BaseException) -> str:
-    text = " ".join(str(e).split()) or "(no message)"
-    return f"{type(e).__name__}: {text}"[:240]
-
-
 def random_ids(vocab: int, batch: int, seq_len: int, seed: int) -> np.ndarray:
     """[batch, seq_len + 1] random token ids (inputs = [:, :-1], targets = [:, 1:])."""
     return np.random.default_rng(seed).integers(0, vocab, (batch, seq_len + 1), dtype=np.int64)
-
-
-def device_peak_tflops(device: str, dtype: str) -> tuple[str, float | None]:
-    """Name and dense peak TFLOP/s from `minillm.stats` tables; None on CPU or when unknown."""
-    if device == "cpu":
-        return "cpu", None
-    names = [detect_device()[0]]
-    if "torch" in sys.modules or importlib.util.find_spec("torch"):
-        try:
-            import torch
-
-            if torch.cuda.is_available():
-                names.append(torch.cuda.get_device_name(0))
-        except Exception:
-            pass
-    for name in names:
-        hit = lookup_peak(name)
-        if hit is not None:
-            return hit[0], hit[1].get(dtype)
-    return names[0], None
-
-
-def timed(step, sync, warmup: int, steps: int, before_timing=None) -> float:
-    """Seconds for `steps` calls of `step` after `warmup` untimed ones."""
-    for _ in range(warmup):
-        step()
-    sync()
-    if before_timing is not None:
-        before_timing()
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        step()
-    sync()
-    return time.perf_counter() - t0
 
 
 # ----------------------------------------------------------------------------- MiniLLM

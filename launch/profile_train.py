@@ -21,16 +21,9 @@ kernel name and by kind (matmul, attention, loss, elementwise, ...).
 from __future__ import annotations
 
 import argparse
-import csv
-import ctypes
-import glob
-import io
 import os
-import re
-import shutil
 import subprocess
 import sys
-from collections import defaultdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -38,6 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from minillm.blas import load_for_mlx  # noqa: E402  (before mlx: OpenBLAS for CPU runs)
 
 load_for_mlx(keep_torch_blas=False)
+
+from minillm.profiling import find_ncu, kernel_table, kind_of, profiler  # noqa: E402, F401
 
 # variant name -> the TrainConfig field it turns on
 FIELDS = {
@@ -54,27 +49,6 @@ VARIANTS = {
     **{f"no_{k}": tuple(x for x in SWITCHES if x != k) for k in SWITCHES},
     "all": SWITCHES,
 }
-
-# kernel-name patterns -> kind, first match wins
-KINDS = (
-    ("attention", r"cudnn|sdpa|flash|attention|fmha"),
-    ("matmul", r"gemm|cutlass|sm90_xmma|nvjet|matmul|cublas"),
-    ("loss", r"cross_entropy|logsumexp|softmax"),
-    ("norm/rope", r"rms|rope|layer_norm"),
-    ("reduce", r"reduce|all_reduce|row_reduce|col_reduce|sum"),
-    ("copy", r"copy|gather|scatter|concat|slice"),
-    ("optimizer", r"adamw"),
-    ("fused elementwise", r"^[a-z]?[a-z]\d?i(astype|multiply|add|broadcast|subtract)|_vv|_vs|_sv"),
-    ("elementwise", r"binary|unary|ternary|arange|random"),
-)
-
-
-def kind_of(name: str) -> str:
-    low = name.lower()
-    for kind, pat in KINDS:
-        if re.search(pat, low):
-            return kind
-    return "other"
 
 
 def switches(on: tuple[str, ...]) -> dict[str, bool]:
@@ -179,14 +153,6 @@ def run_variants(ns) -> None:
         mx.clear_cache()
 
 
-def profiler(on: bool) -> None:
-    """cuProfilerStart/Stop for the current CUDA context (what ncu's range waits for)."""
-    lib = ctypes.CDLL("libcuda.so.1")
-    rc = lib.cuProfilerStart() if on else lib.cuProfilerStop()
-    if rc != 0:
-        raise RuntimeError(f"cuProfiler{'Start' if on else 'Stop'} returned CUDA error {rc}")
-
-
 def inner(ns) -> None:
     """The profiled process: warm up, then `profile_steps` steps inside the profiler range."""
     import mlx.core as mx
@@ -200,41 +166,6 @@ def inner(ns) -> None:
         mx.eval(state, step())
     mx.synchronize()
     profiler(False)
-
-
-def find_ncu() -> str:
-    found = shutil.which("ncu") or sorted(glob.glob("/opt/nvidia/nsight-compute/*/ncu"))
-    if not found:
-        raise SystemExit("ncu (Nsight Compute) is not installed; --ncu needs it")
-    return found if isinstance(found, str) else found[-1]
-
-
-def kernel_table(csv_text: str, steps: int, top: int) -> None:
-    rows = list(csv.DictReader(io.StringIO(csv_text[csv_text.index('"ID"') :])))
-    col = "gpu__time_duration.sum"
-    by_name: dict[str, list[float]] = defaultdict(list)
-    for r in rows:
-        try:
-            t = float(r[col].replace(",", ""))
-        except ValueError:  # the units row
-            continue
-        by_name[r["Kernel Name"]].append(t)
-    total = sum(sum(v) for v in by_name.values())
-    n = sum(len(v) for v in by_name.values())
-    print(f"\n{n / steps:.0f} kernels per step, {total / steps / 1e6:.2f} ms GPU time per step")
-    kinds: dict[str, float] = defaultdict(float)
-    for name, v in by_name.items():
-        kinds[kind_of(name)] += sum(v)
-    print("\nby kind (ms per step, % of GPU time)")
-    for k, t in sorted(kinds.items(), key=lambda kv: -kv[1]):
-        print(f"  {k:<18} {t / steps / 1e6:8.2f}  {100 * t / total:5.1f}%")
-    print(f"\ntop {top} kernels (calls per step, ms per step, %, mean us)")
-    ranked = sorted(by_name.items(), key=lambda kv: -sum(kv[1]))[:top]
-    for name, v in ranked:
-        print(
-            f"  {len(v) / steps:5.0f}  {sum(v) / steps / 1e6:7.3f}  {100 * sum(v) / total:5.1f}%  "
-            f"{sum(v) / len(v) / 1e3:8.1f}  {name[:110]}"
-        )
 
 
 def run_ncu(ns) -> None:
