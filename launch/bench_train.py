@@ -394,6 +394,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--device", default="gpu", choices=("gpu", "cpu"))
     p.add_argument("--preset", default="200mb", choices=[k for k in PRESETS if k != "moe"])
     p.add_argument("--seq_len", type=int, default=1024)
+    p.add_argument("--layers", type=int, default=None, help="override the preset's layer count")
     p.add_argument("--batch_size", default="16,32", help="comma list of batch sizes")
     p.add_argument("--steps", type=int, default=10, help="timed optimizer steps")
     p.add_argument("--warmup_steps", type=int, default=3, help="untimed steps (compile) first")
@@ -422,7 +423,7 @@ def main(argv: list[str] | None = None) -> None:
     elif mx.default_device().type != mx.gpu:
         p.error("--device gpu but MLX has no GPU device; use --device cpu")
 
-    args = ModelArgs.from_preset(ns.preset)
+    args = ModelArgs.from_preset(ns.preset, num_hidden_layers=ns.layers)
     fl = flops_per_token(args, ns.seq_len)
     train_flops = train_flops_per_token(fl["forward"])
     dev_name, peak = device_peak_tflops(ns.device, ns.dtype)

@@ -7,7 +7,8 @@
 `--variants` times MiniLLM's real step (`minillm.speed.bench_train`) with each switch on alone:
 `base` (all off), `fast_ce` (the LM-head loss through `mx.fast.cross_entropy`), `whole` (the
 step as one compiled call), `fused_adam` (AdamW as one CUDA kernel per parameter, gradients
-scaled inside it), `norm_grad` (RMSNorm weight gradients summed in two stages), `swiglu`
+scaled inside it), `multi_tensor` (with fused_adam: AdamW and the gradient norm over many
+parameters per launch), `norm_grad` (RMSNorm weight gradients summed in two stages), `swiglu`
 (the MLP's SwiGLU with a VJP that keeps only gate and up), `all` (the default), and
 `no_<switch>` (all but one). Each switch is a `TrainConfig` field (`minillm train
 --no-whole_step` etc.); the variant sets them on the run's config, so what is timed is exactly
@@ -39,6 +40,7 @@ FIELDS = {
     "fast_ce": "fast_ce",
     "whole": "whole_step",
     "fused_adam": "fused_adam",
+    "multi_tensor": "multi_tensor",
     "norm_grad": "norm_split_grad",
     "swiglu": "swiglu_vjp",
 }

@@ -137,11 +137,13 @@ def kernel_table(csv_text: str, steps: int, top: int) -> None:
     n = sum(len(v) for v in by_name.values())
     print(f"\n{n / steps:.0f} kernels per step, {total / steps / 1e6:.2f} ms GPU time per step")
     kinds: dict[str, float] = defaultdict(float)
+    calls: dict[str, int] = defaultdict(int)
     for name, v in by_name.items():
         kinds[kind_of(name)] += sum(v)
-    print("\nby kind (ms per step, % of GPU time)")
+        calls[kind_of(name)] += len(v)
+    print("\nby kind (ms per step, % of GPU time, kernels per step)")
     for k, t in sorted(kinds.items(), key=lambda kv: -kv[1]):
-        print(f"  {k:<18} {t / steps / 1e6:8.2f}  {100 * t / total:5.1f}%")
+        print(f"  {k:<18} {t / steps / 1e6:8.2f}  {100 * t / total:5.1f}%  {calls[k] / steps:6.0f}")
     print(f"\ntop {top} kernels (calls per step, ms per step, %, mean us)")
     ranked = sorted(by_name.items(), key=lambda kv: -sum(kv[1]))[:top]
     for name, v in ranked:

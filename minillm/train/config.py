@@ -13,7 +13,7 @@ OPTIMIZERS = ("adamw", "adafactor", "lion")
 STATE_DTYPES = ("float32", "param")
 TRAIN_DTYPES = ("auto", "bfloat16", "float16", "float32")
 DPO_LOSSES = ("sigmoid", "ipo")
-SWITCHES = ("fast_ce", "whole_step", "fused_adam", "swiglu_vjp", "norm_split_grad")
+SWITCHES = ("fast_ce", "whole_step", "fused_adam", "multi_tensor", "swiglu_vjp", "norm_split_grad")
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
@@ -154,6 +154,9 @@ class TrainConfig:
     )
     fused_adam: bool = setting(
         True, "CUDA, fp32 state: AdamW as one kernel per parameter, gradients scaled inside it"
+    )
+    multi_tensor: bool = setting(
+        True, "CUDA: AdamW and the gradient norm over many parameters per kernel launch"
     )
     swiglu_vjp: bool = setting(
         True, "the MLP's SwiGLU with a VJP that keeps only gate and up (sigmoid recomputed)"

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import mlx.core as mx
 import mlx.optimizers as optim
-from mlx.utils import tree_map, tree_reduce
+from mlx.utils import tree_flatten, tree_map, tree_reduce
 
 from minillm.train import fused_adam
 from minillm.train.config import TrainConfig
@@ -81,6 +81,44 @@ class AdamW(_Decoupled, optim.Adam):
 
     _hyper: tuple | None = None
     fused = True  # TrainConfig.fused_adam (`build_optimizer`)
+    multi = True  # TrainConfig.multi_tensor: many parameters per kernel launch
+
+    def apply_gradients(self, gradients: dict, parameters: dict):
+        """MLX's `apply_gradients`; on CUDA with `multi`, the fused updates of all parameters
+        run GROUP per kernel launch (`fused_adam.multi_adamw`) instead of one each."""
+        if not (self.fused and self.multi and fused_adam.on_cuda()):
+            return super().apply_gradients(gradients, parameters)
+        if not self._initialized:
+            self.init(gradients)
+        for param, scheduler in self._schedulers.items():
+            self.state[param] = scheduler(self.step)
+        self.state["step"] = step = self.step + 1
+        rows: list[tuple] = []  # (gradient, parameter, state) in tree order
+        index = tree_map(lambda g, p, st: rows.append((g, p, st)) or len(rows) - 1,
+                         gradients, parameters, self.state)  # fmt: skip
+        out: list = [None] * len(rows)
+        fast: dict[tuple, list[int]] = {}  # parameter dtype -> rows the kernel updates
+        for i, (g, p, st) in enumerate(rows):
+            if fused_adam.usable(st, True):
+                fast.setdefault((p.dtype, g.dtype), []).append(i)
+            else:
+                out[i] = self.apply_single(g, p, st)
+        if fast:
+            b1, b2 = self.betas
+            h = fused_adam.hyper(
+                self.learning_rate, b1, b2, self.eps, self.decay, step,
+                self.bias_correction, self.grad_scale,
+            )  # fmt: skip
+            for idx in fast.values():
+                ps, gs, sts = [rows[i][1] for i in idx], [rows[i][0] for i in idx], [rows[i][2] for i in idx]  # fmt: skip
+                decays = [bool(self.decay) and p.ndim >= 2 for p in ps]
+                new_p, new_m, new_v = fused_adam.multi_adamw(
+                    ps, gs, [st["m"] for st in sts], [st["v"] for st in sts], h, decays
+                )
+                for k, i in enumerate(idx):
+                    out[i] = new_p[k]
+                    sts[k]["m"], sts[k]["v"] = new_m[k], new_v[k]
+        return tree_map(lambda i: out[i], index)
 
     def apply_single(self, gradient: mx.array, parameter: mx.array, state: dict):
         if not fused_adam.usable(state, self.fused):
@@ -120,7 +158,7 @@ def build_optimizer(cfg: TrainConfig, schedule: Callable | float) -> optim.Optim
             eps=cfg.adam_eps,
             bias_correction=True,
         )
-        opt.fused = cfg.fused_adam
+        opt.fused, opt.multi = cfg.fused_adam, cfg.multi_tensor
     elif cfg.optimizer == "lion":
         opt = Lion(learning_rate=schedule, betas=[0.9, 0.99])
     elif cfg.optimizer == "adafactor":
@@ -132,27 +170,33 @@ def build_optimizer(cfg: TrainConfig, schedule: Callable | float) -> optim.Optim
     return opt
 
 
-def global_norm(grads) -> mx.array:
+def global_norm(grads, multi: bool = False) -> mx.array:
+    """The gradients' global L2 norm (fp32); with `multi` on CUDA, their squares are summed by
+    one kernel launch for all of them (`fused_adam.sum_squares`) instead of two per array."""
+    if multi and fused_adam.on_cuda():
+        return mx.sqrt(fused_adam.sum_squares([g for _, g in tree_flatten(grads)]))
     return mx.sqrt(
         tree_reduce(lambda acc, g: acc + g.astype(mx.float32).square().sum(), grads, mx.array(0.0))
     )
 
 
-def clip_scale(grads, n_tokens: mx.array, max_norm: float) -> tuple[mx.array, mx.array]:
+def clip_scale(
+    grads, n_tokens: mx.array, max_norm: float, multi: bool = False
+) -> tuple[mx.array, mx.array]:
     """`(scale, norm)`: the factor that divides summed gradients by the step's real-token count
     and clips their global norm, and that norm before clipping (without scaling any gradient)."""
     inv = 1.0 / mx.maximum(n_tokens.astype(mx.float32), 1.0)
-    norm = global_norm(grads) * inv
+    norm = global_norm(grads, multi) * inv
     if max_norm > 0:
         return inv * mx.minimum(max_norm / (norm + 1e-6), 1.0), norm
     return inv, norm
 
 
-def scale_and_clip(grads, n_tokens: mx.array, max_norm: float):
+def scale_and_clip(grads, n_tokens: mx.array, max_norm: float, multi: bool = False):
     """Divide summed gradients by the step's real-token count, then clip the global norm.
 
     Returns `(grads, norm)` with the norm measured before clipping. Gradients come back in
     fp32; the optimizer casts them to its state dtype.
     """
-    scale, norm = clip_scale(grads, n_tokens, max_norm)
+    scale, norm = clip_scale(grads, n_tokens, max_norm, multi)
     return tree_map(lambda g: g.astype(mx.float32) * scale, grads), norm

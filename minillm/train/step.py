@@ -135,6 +135,7 @@ class Step:
 
     def _build(self, loss_fn: Callable):
         model, optimizer, cfg, accum = self.model, self.optimizer, self.cfg, self.accum
+        multi = cfg.multi_tensor
         loss_and_grad = nn.value_and_grad(model, loss_fn)
 
         def micro(batch, acc):
@@ -147,7 +148,7 @@ class Step:
             return loss, n, grads, aux
 
         def clip(grads, n):
-            return scale_and_clip(grads, n, cfg.grad_clip)
+            return scale_and_clip(grads, n, cfg.grad_clip, multi)
 
         def apply(grads):
             optimizer.update(model, grads)
@@ -159,7 +160,7 @@ class Step:
                 grads, norm = clip(grads, n)
                 return loss, n, norm, apply(grads), aux
             # the optimizer scales each gradient as it reads it: no scaled fp32 copy of the tree
-            optimizer.grad_scale, norm = clip_scale(grads, n, cfg.grad_clip)
+            optimizer.grad_scale, norm = clip_scale(grads, n, cfg.grad_clip, multi)
             try:
                 lr = apply(grads)
             finally:
