@@ -145,7 +145,7 @@ def test_multi_tensor_update_and_norm_plumbing_on_cpu(monkeypatch):
     monkeypatch.setattr(mx.fast, "cuda_kernel", FakeMulti)
     params = many_params()
     multi, plain = make_opt(), make_opt()
-    plain.fused = False
+    multi.multi, plain.fused = True, False
     multi.init(params), plain.init(params)
     monkeypatch.setattr(fused_adam, "usable", lambda st, enabled=True: enabled and "m" in st)
     pm = pp = params
@@ -174,7 +174,7 @@ def test_multi_tensor_kernels_match_the_per_parameter_ones(dtype):
     parameters and fp32 gradients (gradient accumulation) too."""
     params = many_params(dtype=dtype)
     multi, single = make_opt(), make_opt()
-    single.multi = False
+    multi.multi = True
     multi.init(params), single.init(params)
     pm = ps = params
     for i in range(4):

@@ -24,7 +24,9 @@ def test_kernel_table_sums_by_name_and_kind(capsys):
     pt.kernel_table(NCU, steps=2, top=2)
     out = capsys.readouterr().out
     assert "2 kernels per step, 0.20 ms GPU time per step" in out
-    kinds = dict(re.findall(r"^\s+(\w[\w /]*?)\s+(\d+\.\d\d)\s+[\d.]+%$", out, re.M))
+    rows = re.findall(r"^\s+(\w[\w /]*?)\s+(\d+\.\d\d)\s+[\d.]+%\s+(\d+)$", out, re.M)
+    kinds = {k: t for k, t, _ in rows}
+    assert {k: n for k, _, n in rows}["reduce"] == "1"  # kernels per step: 2 in 2 steps
     assert kinds == {"reduce": "0.17", "matmul": "0.02", "attention": "0.01", "optimizer": "0.00"}
     top = [line for line in out.splitlines() if "col_reduce_looped" in line or "nvjet" in line]
     assert len(top) == 2 and "col_reduce_looped" in top[0] and "85.0%" in top[0]
@@ -40,7 +42,7 @@ def test_kinds_of_mlx_kernel_names():
 def test_switches_and_variants_on_cpu(capsys):
     assert set(pt.VARIANTS["no_whole"]) == set(pt.SWITCHES) - {"whole"}
     on = pt.switches(("whole",))
-    assert on == {"fast_ce": False, "whole_step": True, "fused_adam": False,
+    assert on == {"fast_ce": False, "whole_step": True, "fused_adam": False, "multi_tensor": False,
                   "norm_split_grad": False, "swiglu_vjp": False}  # fmt: skip
     # The variant's settings reach the step and the model it trains, not module globals.
     from minillm.models.layers import MLP, RMSNorm

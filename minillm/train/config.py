@@ -156,7 +156,9 @@ class TrainConfig:
         True, "CUDA, fp32 state: AdamW as one kernel per parameter, gradients scaled inside it"
     )
     multi_tensor: bool = setting(
-        True, "CUDA: AdamW and the gradient norm over many parameters per kernel launch"
+        False,
+        "CUDA: AdamW and the gradient norm over many parameters per kernel launch (off until "
+        "measured on a GPU)",
     )
     swiglu_vjp: bool = setting(
         True, "the MLP's SwiGLU with a VJP that keeps only gate and up (sigmoid recomputed)"

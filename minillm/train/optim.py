@@ -81,7 +81,7 @@ class AdamW(_Decoupled, optim.Adam):
 
     _hyper: tuple | None = None
     fused = True  # TrainConfig.fused_adam (`build_optimizer`)
-    multi = True  # TrainConfig.multi_tensor: many parameters per kernel launch
+    multi = False  # TrainConfig.multi_tensor: many parameters per kernel launch
 
     def apply_gradients(self, gradients: dict, parameters: dict):
         """MLX's `apply_gradients`; on CUDA with `multi`, the fused updates of all parameters
