@@ -14,6 +14,11 @@ parameters per launch), `norm_grad` (RMSNorm weight gradients summed in two stag
 --no-whole_step` etc.); the variant sets them on the run's config, so what is timed is exactly
 the step a run with those settings trains with.
 
+`--curve 200` trains each of `--variants` (default `base,all`) for 200 steps from
+the same seed on the same batches (a pool of 8 random batches, cycled, so the loss falls as the
+model learns them) and prints the largest |loss difference| of each variant from the first, the
+check that a fused step trains like the unfused one (issue 22 asks <= 1e-2 in bf16).
+
 `--ncu` re-runs this script under Nsight Compute (`ncu`, CUDA only) with the profiler on for
 `--profile_steps` steps after the warm-up, and prints the kernels by total GPU time, grouped by
 kernel name and by kind (matmul, attention, loss, elementwise, ...).
@@ -155,6 +160,50 @@ def run_variants(ns) -> None:
         mx.clear_cache()
 
 
+def loss_curve(ns, variant: str, steps: int, pool: int = 8) -> list[float]:
+    """Per-step losses (mean per token) of `steps` optimizer steps of one variant."""
+    import mlx.core as mx
+
+    from minillm.speed import make_batch
+    from minillm.train.step import make_step as train_step
+
+    args, model, cfg = build(ns, variant)
+    step = train_step(model, cfg)
+    batches = [
+        make_batch(args, cfg.batch_size, cfg.seq_len, 1.0, False, 1 + i) for i in range(pool)
+    ]
+    tokens = cfg.batch_size * cfg.seq_len
+    losses = []
+    for i in range(steps):
+        step.add(batches[i % pool], tokens)
+        out = step.apply()
+        mx.eval(step.state, out.loss, out.n)
+        losses.append(out.loss.item() / max(out.n.item(), 1.0))
+    return losses
+
+
+def run_curves(ns) -> None:
+    names = [x for x in (ns.variants or "base,all").split(",") if x]
+    curves = {}
+    for name in names:
+        curves[name] = loss_curve(ns, name, ns.curve)
+        c = curves[name]
+        print(
+            f"curve {name:<10} loss step 1 {c[0]:.4f}  step {len(c) // 2} {c[len(c) // 2 - 1]:.4f}  "
+            f"step {len(c)} {c[-1]:.4f}",
+            flush=True,
+        )
+    ref = curves[names[0]]
+    for name in names[1:]:
+        diff = [abs(a - b) for a, b in zip(ref, curves[name], strict=True)]
+        worst = max(range(len(diff)), key=diff.__getitem__)
+        print(
+            f"curve {name} vs {names[0]}: max |loss diff| {diff[worst]:.2e} (step {worst + 1}), "
+            f"mean {sum(diff) / len(diff):.2e} over {len(diff)} steps",
+            flush=True,
+        )
+
+
 def inner(ns) -> None:
     """The profiled process: warm up, then `profile_steps` steps inside the profiler range."""
     import mlx.core as mx
@@ -202,6 +251,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--variant", default="all", choices=list(VARIANTS), help="for --ncu")
     p.add_argument("--ncu", action="store_true", help="per-kernel table under Nsight Compute")
     p.add_argument("--profile_steps", type=int, default=1)
+    p.add_argument("--curve", type=int, default=0, help="loss curves of --variants over N steps")
     p.add_argument("--top", type=int, default=30)
     p.add_argument("--csv", default="", help="also write ncu's raw CSV here")
     p.add_argument("--peak_tflops", type=float, default=989.0, help="for MFU (H100/H200 bf16)")
@@ -211,7 +261,9 @@ def main(argv: list[str] | None = None) -> None:
         inner(ns)
     elif ns.ncu:
         run_ncu(ns)
-    if ns.variants:
+    elif ns.curve:
+        run_curves(ns)
+    if ns.variants and not ns.curve:
         run_variants(ns)
 
 

@@ -11,14 +11,21 @@ that have checkpoints.
 Settings come from one of two small files, minillm/assets/pipeline/smoke.json and full.json
 (typed by `minillm.config.pipeline.PipelineConfig`), then the environment variables of the
 predecessor's run_mlx.sh (OUT_DIR, DATA_DIR, PRESET, DTYPE, PRETRAIN_SEQ_LEN, SFT_MAX_STEPS,
-INFER_PROMPT, ...; README "Environment variables"). Every stage runs in this process.
+INFER_PROMPT, ...; README "Environment variables"). Pretrain, SFT and inference run in this
+process; the Ray stages (distill, RL) run as `python -m minillm.distill --config
+<out>/distill/distill.json` (resp. `minillm.rl`, `rl/rl.json`) in a child process, the same
+command a user would type: Ray starts its GCS and raylet by fork+exec with a Python
+`preexec_fn`, which can deadlock in a process whose MLX threads have run (a smoke pipeline hung
+27 minutes in `ray.init` that way).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -100,10 +107,28 @@ def stage_train(t, s: PipelineConfig):
     return dataclasses.replace(t, dtype=s.dtype, keep_last_checkpoints=s.keep_last_checkpoints)
 
 
-def run_distill(s: PipelineConfig, out: Path, init_from: str) -> Path:
-    """The distillation stage: `s.distill` in this process (Ray actors in their own)."""
-    from actors.distill import launch
+def run_isolated(verb: str, cfg, run_dir: Path) -> None:
+    """Run a Ray stage as `python -m minillm.<verb> --config <run_dir>/<verb>.json` in a child
+    process (module docstring: why); a failure ends the pipeline with the child's exit code."""
+    from minillm.config.flags import to_dict
 
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / f"{verb}.json"
+    path.write_text(json.dumps(to_dict(cfg), indent=2) + "\n", encoding="utf-8")
+    cmd = [sys.executable, "-m", f"minillm.{verb}", "--config", str(path)]
+    print(f"[pipeline] {verb}: minillm {verb} --config {path}", flush=True)
+    rc = subprocess.run(cmd).returncode
+    if rc != 0:
+        print(
+            f"[pipeline] the {verb} stage failed (exit {rc}); its lines are above. Run the same "
+            "`minillm pipeline` command again to continue (finished stages are skipped).",
+            file=sys.stderr, flush=True,
+        )  # fmt: skip
+        raise SystemExit(rc)
+
+
+def run_distill(s: PipelineConfig, out: Path, init_from: str) -> Path:
+    """The distillation stage: `s.distill` in a child process (`run_isolated`)."""
     run_dir = out / "distill"
     steps = s.distill.total_steps()
     done = done_already("distill", run_dir, steps)
@@ -115,17 +140,13 @@ def run_distill(s: PipelineConfig, out: Path, init_from: str) -> Path:
         resume=(run_dir / "shards" / "manifest.json").is_file(),
     )  # fmt: skip
     cfg.check()
-    print(f"[pipeline] distill: minillm distill --config {run_dir / 'distill.json'}", flush=True)
-    launch(cfg, [], "minillm distill")
+    run_isolated("distill", cfg, run_dir)
     return latest(run_dir)
 
 
 def run_rl(s: PipelineConfig, out: Path, init_from: str) -> Path:
-    """The GRPO stage: `s.rl` in this process (Ray actors in their own); `rl_data`
-    "generated" writes GSM8K-format addition problems (`make_arithmetic_set`)."""
-    import json
-
-    from actors.rl_launch import launch
+    """The GRPO stage: `s.rl` in a child process (`run_isolated`); `rl_data` "generated"
+    writes GSM8K-format addition problems (`make_arithmetic_set`)."""
     from minillm.data.gsm8k import make_arithmetic_set
 
     run_dir = out / "rl"
@@ -150,8 +171,7 @@ def run_rl(s: PipelineConfig, out: Path, init_from: str) -> Path:
         resume=latest(run_dir) is not None, **data,
     )  # fmt: skip
     cfg.check()
-    print(f"[pipeline] rl: minillm rl --config {run_dir / 'rl.json'}", flush=True)
-    launch(cfg, [], "minillm rl")
+    run_isolated("rl", cfg, run_dir)
     return latest(run_dir)
 
 
@@ -283,7 +303,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def eval_line(run_dir: Path) -> str:
     """The last evaluation a distillation run logged, as text."""
-    import json
 
     evals = [
         r
@@ -298,7 +317,6 @@ def eval_line(run_dir: Path) -> str:
 
 def rl_line(run_dir: Path) -> str:
     """The last GSM8K evaluation and mean reward an RL run logged, as text."""
-    import json
 
     recs = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
     evals = [r for r in recs if r.get("event") == "eval" and "gsm8k_accuracy" in r]

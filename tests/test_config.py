@@ -79,6 +79,33 @@ def test_flags_beat_config_file_beats_env(tmp_path, monkeypatch):
     assert (cfg.train.seq_len, cfg.train.batch_size, cfg.model.preset) == (32, 4, "tiny")
 
 
+@pytest.mark.parametrize("make", [distill_parser, rl_parser], ids=["distill", "rl"])
+def test_a_saved_config_reads_back_equal_with_every_switch_flipped(tmp_path, make):
+    """What the pipeline hands its Ray stages: a run's whole config as a `--config` file. Every
+    bool field flipped from its default must survive (an old `--no_x` spelling's argparse
+    default once overrode `dynamic_sampling: false` from the file)."""
+    import dataclasses
+
+    p = make()
+    base = p.default()
+
+    def flipped(cfg):
+        over = {}
+        for f in dataclasses.fields(cfg):
+            v = getattr(cfg, f.name)
+            if isinstance(v, bool):
+                over[f.name] = not v
+            elif dataclasses.is_dataclass(v):
+                over[f.name] = flipped(v)
+        return dataclasses.replace(cfg, **over)
+
+    cfg = flipped(base)
+    assert to_dict(cfg) != to_dict(base)
+    f = tmp_path / "run.json"
+    f.write_text(json.dumps(to_dict(cfg)))
+    assert p.parse(["--config", str(f)]) == cfg
+
+
 def test_a_bad_config_file_names_file_key_and_fix(tmp_path):
     f = tmp_path / "run.json"
     f.write_text(json.dumps({"train": {"seq_lenn": 64}}))

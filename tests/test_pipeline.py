@@ -11,6 +11,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from conftest import free_port
 
 from minillm.blas import openblas_path
 
@@ -69,7 +70,12 @@ def test_short_smoke_stages_resume_and_cleanup(tmp_path):
     assert len(losses(out / "pretrain")) == 4 and len(losses(out / "sft")) == 4
     assert (out / "sft" / "plots" / "loss.png").is_file()
     assert "[pipeline] infer step_00000004:" in r.stdout
-    # the distill stage ran the actor system from the SFT checkpoint
+    # the distill stage ran the actor system from the SFT checkpoint, in a child process
+    assert (
+        f"[pipeline] distill: minillm distill --config {Path('out/smoke/distill/distill.json')}"
+        in r.stdout
+    )
+    assert f"[pipeline] rl: minillm rl --config {Path('out/smoke/rl/rl.json')}" in r.stdout
     assert "[ray] dashboard: http://127.0.0.1:" in r.stdout
     assert (out / "distill" / "checkpoints" / "step_00000003" / "model.safetensors").is_file()
     assert (out / "distill" / "shards" / "manifest.json").is_file()
@@ -99,3 +105,23 @@ def test_full_smoke_loss_falls_and_model_knows_its_name(tmp_path):
     assert "RL policy:" in r.stdout and "4 GRPO steps" in r.stdout
     block = r.stdout[r.stdout.index("[pipeline] summary") :]
     assert "talk to it  minillm chat --checkpoint" in block and "held-out    RL:" in block
+
+
+def test_ray_stage_runs_in_a_child_from_its_config_file(tmp_path, capsys):
+    """The pipeline's Ray stages run as `python -m minillm.<verb> --config <file>` (Ray's
+    fork+exec can hang in a process whose MLX threads ran): the file holds the stage's whole
+    config, and the child's failure ends the pipeline with the child's exit code."""
+    from minillm.config.distill import DistillConfig
+    from minillm.distill import config_from
+    from minillm.pipeline import run_isolated
+
+    port = free_port()
+    cfg = DistillConfig(out_dir=str(tmp_path / "d"), ollama_url=f"http://127.0.0.1:{port}",
+                        workers=3, task_seed=7)  # fmt: skip
+    with pytest.raises(SystemExit) as e:
+        run_isolated("distill", cfg, tmp_path / "d")
+    assert e.value.code == 2  # the child's one-line "cannot reach Ollama" error
+    err = capsys.readouterr().err
+    assert "the distill stage failed (exit 2)" in err and "again to continue" in err
+    path = tmp_path / "d" / "distill.json"
+    assert config_from(["--config", str(path)]) == cfg  # the child read back the same config

@@ -80,3 +80,17 @@ def test_switches_and_variants_on_cpu(capsys):
         for mode in ("sync", "pipelined"):
             assert re.search(rf"variant {name}\s+{mode}\s+[\d,]+ tok/s", out), out
         assert re.search(rf"variant {name}\s+host: [\d.]+ ms building", out), out
+
+
+def test_loss_curves_of_two_variants_from_one_seed_fall_together(capsys):
+    """`--curve N`: the same batches, the same seed; the loss falls and the step's switches
+    change no loss on the CPU (their kernels are CUDA-only; there they must stay within 1e-2)."""
+    ns = argparse.Namespace(preset="tiny", layers=1, seq_len=32, batch_size=2, dtype="float32")
+    base, fused = pt.loss_curve(ns, "base", 12), pt.loss_curve(ns, "all", 12)
+    assert len(base) == 12 and base[-1] < base[0] - 0.3, base
+    assert max(abs(a - b) for a, b in zip(base, fused, strict=True)) <= 1e-5
+    pt.main(["--preset", "tiny", "--layers", "1", "--seq_len", "32", "--batch_size", "2",
+             "--dtype", "float32", "--curve", "4", "--variants", "base,all"])  # fmt: skip
+    out = capsys.readouterr().out
+    assert "curve all vs base: max |loss diff|" in out and "over 4 steps" in out
+    assert "tok/s" not in out  # --curve does not also time the variants
