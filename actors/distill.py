@@ -371,7 +371,7 @@ def run(cfg: DistillConfig) -> dict:
             f"[distill] teacher {cfg.teacher} ok: {json.dumps(info, default=str)[:200]}", flush=True
         )
     out.mkdir(parents=True, exist_ok=True)
-    (out / "distill.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n", encoding="utf-8")
+    cfg.save(out / "distill.json")
     return drive(Run, cfg, plot=(lambda: plot_run(out)) if cfg.learner else None)
 
 

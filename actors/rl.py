@@ -13,7 +13,6 @@ than `max_staleness` versions old, so rollout and training overlap with bounded 
 
 from __future__ import annotations
 
-import json
 import time
 from collections import deque
 from pathlib import Path
@@ -332,7 +331,7 @@ def prepare(cfg: RLConfig, eval_before: bool = False) -> tuple[list, list, dict 
     if before:
         print(f"[eval] before RL: gsm8k={before['gsm8k_accuracy']:.3f} (n={before['gsm8k_n']})")
     out.mkdir(parents=True, exist_ok=True)
-    (out / "rl.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n", encoding="utf-8")
+    cfg.save(out / "rl.json")
     return records, eval_records, before
 
 

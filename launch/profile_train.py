@@ -261,9 +261,9 @@ def main(argv: list[str] | None = None) -> None:
         inner(ns)
     elif ns.ncu:
         run_ncu(ns)
-    elif ns.curve:
+    if ns.curve:  # --variants are then the curves' variants, not timed
         run_curves(ns)
-    if ns.variants and not ns.curve:
+    elif ns.variants:
         run_variants(ns)
 
 

@@ -30,7 +30,7 @@ GROUPS = {
 
 
 def extra(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--generate_only", dest="learner", action="store_false", default=argparse.SUPPRESS,
+    p.add_argument("--generate_only", dest="learner", action="store_false",
                    help="= --no-learner")  # fmt: skip
 
 

@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 
 from minillm.config.pipeline import PipelineConfig, StageConfig, load_settings
+from minillm.config.ray import RayConfig
 
 IDENTITY_PROMPT = "请介绍一下自己。"
 
@@ -107,14 +108,11 @@ def stage_train(t, s: PipelineConfig):
     return dataclasses.replace(t, dtype=s.dtype, keep_last_checkpoints=s.keep_last_checkpoints)
 
 
-def run_isolated(verb: str, cfg, run_dir: Path) -> None:
+def run_isolated(verb: str, cfg: RayConfig, run_dir: Path) -> None:
     """Run a Ray stage as `python -m minillm.<verb> --config <run_dir>/<verb>.json` in a child
     process (module docstring: why); a failure ends the pipeline with the child's exit code."""
-    from minillm.config.flags import to_dict
-
     run_dir.mkdir(parents=True, exist_ok=True)
-    path = run_dir / f"{verb}.json"
-    path.write_text(json.dumps(to_dict(cfg), indent=2) + "\n", encoding="utf-8")
+    path = cfg.save(run_dir / f"{verb}.json")
     cmd = [sys.executable, "-m", f"minillm.{verb}", "--config", str(path)]
     print(f"[pipeline] {verb}: minillm {verb} --config {path}", flush=True)
     rc = subprocess.run(cmd).returncode

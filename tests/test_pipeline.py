@@ -11,9 +11,9 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from conftest import free_port
 
 from minillm.blas import openblas_path
+from tests.conftest import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 

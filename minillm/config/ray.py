@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 from minillm.config.flags import fraction, host, setting, text, to_dict
 
@@ -66,3 +68,8 @@ class RayConfig:
     def to_dict(self) -> dict:
         """Every setting, nested ones too (written to the run's folder as JSON)."""
         return to_dict(self)
+
+    def save(self, path: Path) -> Path:
+        """Every setting as JSON at `path`: the file `--config` and `--resume` read back."""
+        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+        return path

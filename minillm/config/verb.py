@@ -38,9 +38,12 @@ class RunParser:
         (distill, RL; `train --resume` takes the settings typed, and checks them against the
         run's)."""
         self.verb, self.default, self.saved = verb, default, saved
+        # every flag, a verb's `extra` ones (old spellings such as `--no_dynamic_sampling`)
+        # too, stays out of the namespace unless typed, so it never overrides `--config FILE`
         p = OneLineParser(
-            prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter
-        )
+            prog=prog, description=description, argument_default=argparse.SUPPRESS,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )  # fmt: skip
         p.add_argument(
             "--config",
             default=None,

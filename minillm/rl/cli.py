@@ -24,9 +24,9 @@ GROUPS = {"train": "learner", "rollout": "rollout", "grpo": "grpo",
 
 def extra(p: argparse.ArgumentParser) -> None:
     """The old negative spellings."""
-    p.add_argument("--no_std_scaling", dest="scale_std", action="store_false", default=argparse.SUPPRESS,
+    p.add_argument("--no_std_scaling", dest="scale_std", action="store_false",
                    help="= --no-scale_std")  # fmt: skip
-    p.add_argument("--no_dynamic_sampling", dest="dynamic_sampling", action="store_false", default=argparse.SUPPRESS,
+    p.add_argument("--no_dynamic_sampling", dest="dynamic_sampling", action="store_false",
                    help="= --no-dynamic_sampling")  # fmt: skip
 
 
